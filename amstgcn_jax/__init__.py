@@ -1,0 +1,3 @@
+"""AM-STGCN in JAX/Flax."""
+
+__version__ = "0.1.0"
