@@ -1,0 +1,319 @@
+"""2s-AGCN one-stream backbone (adaptive graph convolution), Flax Linen, channels-last.
+
+Mirrors `model/agcn.py` of https://github.com/lshiwjx/2s-AGCN at commit 953c14fc (forward pass
+unchanged since d8f5ad2) with `graph/tools.py`, `graph/ntu_rgb_d.py`, `graph/kinetics.py`.
+Semantics (checked against ../shared/parity-agcn): data BN over M*V*C channels ordered (m, v, c);
+A is a constant built here (never in checkpoints); the adaptive graph is `A_k + PA_k + C_k` with
+`C_k = softmax_v(theta_k^T phi_k / (C_e * T))` (divisor C_e*T, not its square root; softmax over
+the source-joint axis); each `conv_d` is applied AFTER the aggregation; the unit has its own BN,
+`down` residual and ReLU; the temporal unit is conv9x1 + BN without ReLU; persons are averaged
+after the (T, V) mean, absent persons included.
+
+Deliberate deviations: `l1` takes `in_channels` inputs (upstream hard-codes 3, so other widths
+crash there); an optional dropout before `fc` (default 0, upstream has none); the paper's
+attention blocks (AM-STGCN) can be placed after the graph conv ("convs") or the temporal conv
+("convt") of any block, as in the ST-GCN model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from amstgcn_jax import graph
+
+# (out channels, temporal stride, block residual) of upstream l1 ... l10.
+AGCN_BLOCKS = (
+    (64, 1, False),
+    (64, 1, True),
+    (64, 1, True),
+    (64, 1, True),
+    (128, 2, True),
+    (128, 1, True),
+    (128, 1, True),
+    (256, 2, True),
+    (256, 1, True),
+    (256, 1, True),
+)
+NUM_SUBSETS = 3  # spatial labelling: identity, inward, outward
+EMBED_RATIO = 4  # upstream coff_embedding: C_e = out_channels // 4
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9  # PyTorch momentum 0.1
+
+
+# ---------------------------------------------------------------- layers
+
+
+def _conv_fan_out_init():
+    # upstream conv_init: kaiming_normal_(mode='fan_out'), untruncated
+    return nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+class SubsetConv(nn.Module):
+    """K parallel 1x1 convs, one per graph subset (upstream `nn.ModuleList` of `Conv2d(in, out, 1)`).
+
+    Params: `kernel[k] = weight_k[:, :, 0, 0].T` `(K, C_in, C_out)`, `bias` `(K, C_out)`.
+    `reduce=True` applies conv k to input slice k and sums over k (upstream `y = Σ_k conv_d[k](z_k)`).
+    """
+
+    num_subsets: int
+    features: int
+    reduce: bool = False
+    kernel_init: Any = None
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        in_features = x.shape[-1]
+        kernel_init = self.kernel_init or nn.initializers.variance_scaling(
+            2.0, "fan_out", "normal", in_axis=-2, out_axis=-1, batch_axis=(0,)
+        )
+        kernel_KIO = self.param("kernel", kernel_init, (self.num_subsets, in_features, self.features))
+        bias_KO = self.param("bias", nn.initializers.zeros, (self.num_subsets, self.features))
+        kernel_KIO = kernel_KIO.astype(self.dtype)
+        bias_KO = bias_KO.astype(self.dtype)
+        x = x.astype(self.dtype)
+        if self.reduce:  # x_NTVKC -> x_NTVO, one matmul over (K, C)
+            return jnp.einsum("ntvkc,kco->ntvo", x, kernel_KIO) + bias_KO.sum(0)[None, None, None]
+        return jnp.einsum("ntvc,kco->ntvko", x, kernel_KIO) + bias_KO[None, None, None]
+
+
+def _batch_norm(name, train, dtype, scale_init=nn.initializers.ones):
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=BN_MOMENTUM,
+        epsilon=BN_EPSILON,
+        dtype=dtype,
+        scale_init=scale_init,
+        name=name,
+    )
+
+
+class AdaptiveGraphConv(nn.Module):
+    """Upstream `unit_gcn`: `ReLU(BN(Σ_k W_k(x (A_k + PA_k + C_k))) + down(x))`.
+
+    Returns `(y_NTVC, attn_NKVV)` where `attn[n, k, v, w]` is `C_k` (columns sum to 1 over v).
+    """
+
+    features: int
+    num_subsets: int = NUM_SUBSETS
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_NTVC, adj_KVV, train: bool):
+        _, num_frames, num_nodes, in_features = x_NTVC.shape
+        embed = self.features // EMBED_RATIO
+        pa_KVV = self.param(
+            "PA", nn.initializers.constant(1e-6), (self.num_subsets, num_nodes, num_nodes)
+        )
+        graph_KVV = jnp.asarray(adj_KVV, jnp.float32) + pa_KVV
+
+        theta_NTVKE = SubsetConv(self.num_subsets, embed, dtype=self.dtype, name="conv_a")(x_NTVC)
+        phi_NTVKE = SubsetConv(self.num_subsets, embed, dtype=self.dtype, name="conv_b")(x_NTVC)
+        # Mean over all C_e*T products (upstream divides by A1.size(-1) = C_e*T); float32 logits.
+        logits_NKVV = jnp.einsum(
+            "ntvke,ntwke->nkvw", theta_NTVKE, phi_NTVKE, preferred_element_type=jnp.float32
+        ) / (embed * num_frames)
+        attn_NKVV = jax.nn.softmax(logits_NKVV, axis=-2)  # nn.Softmax(-2): over source joints
+        graph_NKVV = (attn_NKVV + graph_KVV[None]).astype(self.dtype)
+        z_NTVKC = jnp.einsum("ntvc,nkvw->ntwkc", x_NTVC.astype(self.dtype), graph_NKVV)
+
+        # conv_branch_init: N(0, sqrt(2 / (out * in * K))), applied after the aggregation
+        d_std = math.sqrt(2.0 / (self.features * in_features * self.num_subsets))
+        y_NTVC = SubsetConv(
+            self.num_subsets,
+            self.features,
+            reduce=True,
+            kernel_init=nn.initializers.normal(d_std),
+            dtype=self.dtype,
+            name="conv_d",
+        )(z_NTVKC)
+        y_NTVC = _batch_norm("bn", train, self.dtype, nn.initializers.constant(1e-6))(y_NTVC)
+        if in_features != self.features:
+            down_NTVC = nn.Conv(
+                self.features,
+                (1, 1),
+                kernel_init=_conv_fan_out_init(),
+                dtype=self.dtype,
+                name="down_conv",
+            )(x_NTVC)
+            down_NTVC = _batch_norm("down_bn", train, self.dtype)(down_NTVC)
+        else:
+            down_NTVC = x_NTVC.astype(self.dtype)
+        return nn.relu(y_NTVC + down_NTVC), attn_NKVV
+
+
+def _make_attention(kind: str, name: str, dtype):
+    from amstgcn_jax import attention  # lazy: only models with attention need it
+
+    return attention.make_attention(kind, dtype=dtype, name=name)
+
+
+class AGCNBlock(nn.Module):
+    """Upstream `TCN_GCN_unit`: `ReLU(tcn(gcn(x)) + residual(x))`, plus optional attention blocks.
+
+    `attention_s` / `attention_t`: attention kinds applied in order after the graph conv
+    (ConvS) / after the temporal conv (ConvT, before the residual sum), as in the ST-GCN model.
+    """
+
+    features: int
+    stride: int = 1
+    residual: bool = True
+    attention_s: tuple[str, ...] = ()
+    attention_t: tuple[str, ...] = ()
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_NTVC, adj_KVV, train: bool):
+        in_features = x_NTVC.shape[-1]
+        gcn_NTVC, attn_NKVV = AdaptiveGraphConv(self.features, dtype=self.dtype, name="gcn")(
+            x_NTVC, adj_KVV, train
+        )
+        y_NTVC = gcn_NTVC
+        for j, kind in enumerate(self.attention_s):
+            y_NTVC = _make_attention(kind, f"attention_s{j}", self.dtype)(y_NTVC, train)
+        y_NTVC = nn.Conv(
+            self.features,
+            (9, 1),
+            strides=(self.stride, 1),
+            padding=((4, 4), (0, 0)),  # explicit: 'SAME' pads (3, 4) when strided
+            kernel_init=_conv_fan_out_init(),
+            dtype=self.dtype,
+            name="tcn_conv",
+        )(y_NTVC)
+        y_NTVC = _batch_norm("tcn_bn", train, self.dtype)(y_NTVC)
+        for j, kind in enumerate(self.attention_t):
+            y_NTVC = _make_attention(kind, f"attention_t{j}", self.dtype)(y_NTVC, train)
+        if not self.residual:
+            res_NTVC = 0.0
+        elif in_features == self.features and self.stride == 1:
+            res_NTVC = x_NTVC.astype(self.dtype)
+        else:
+            res_NTVC = nn.Conv(
+                self.features,
+                (1, 1),
+                strides=(self.stride, 1),
+                padding=((0, 0), (0, 0)),
+                kernel_init=_conv_fan_out_init(),
+                dtype=self.dtype,
+                name="residual_conv",
+            )(x_NTVC)
+            res_NTVC = _batch_norm("residual_bn", train, self.dtype)(res_NTVC)
+        return nn.relu(y_NTVC + res_NTVC), gcn_NTVC, attn_NKVV
+
+
+# ---------------------------------------------------------------- model
+
+_WHERE = ("convs", "convt")
+
+
+def _attention_by_block(attention, num_blocks: int):
+    """Placement tuples `(kind, where, block, count)` -> per-block `(kinds after S, kinds after T)`."""
+    after_s = [[] for _ in range(num_blocks)]
+    after_t = [[] for _ in range(num_blocks)]
+    for placement in attention or ():
+        if len(placement) != 4:
+            raise ValueError(
+                f"attention placement {placement!r}: expected (kind, 'convs'|'convt', block, count)"
+            )
+        kind, where, block, count = placement
+        where = str(where).lower()
+        if where not in _WHERE:
+            raise ValueError(f"attention placement {placement!r}: where must be one of {_WHERE}")
+        if not 0 <= int(block) < num_blocks:
+            raise ValueError(f"attention placement {placement!r}: block must be in 0..{num_blocks - 1}")
+        if int(count) < 1:
+            raise ValueError(f"attention placement {placement!r}: count must be >= 1")
+        target = after_s if where == "convs" else after_t
+        target[int(block)].extend([str(kind)] * int(count))
+    return [tuple(a) for a in after_s], [tuple(a) for a in after_t]
+
+
+class AGCN(nn.Module):
+    """2s-AGCN one stream (Js-AGCN on joints, Bs-AGCN on bones), optionally with attention.
+
+    `apply(variables, x_NMTVC, train)` -> `(logits_NL, out)`; `out` holds `data_bn_out`,
+    `block{i}`, `block{i}_gcn` (all `[N, M, T, V, C]`), `block{i}_attn` (`C_k`, `[N, M, K, V, V]`),
+    `feature` (last block), `pooled` (`[N, 256]`, the input of the classifier).
+    Block i is upstream `l{i+1}`.
+    """
+
+    num_classes: int
+    layout: Any = "ntu-rgb+d"
+    in_channels: int = 3
+    strategy: str = "agcn"  # "spatial" (upstream's labeling_mode) is accepted as a synonym
+    data_bn: str = "MVC"
+    dropout: float = 0.0
+    attention: tuple = ()
+    dtype: Any = "float32"
+
+    @nn.compact
+    def __call__(self, x_NMTVC, train: bool = False):
+        if self.strategy not in ("agcn", "spatial"):
+            raise ValueError(
+                f"AGCN uses the 2s-AGCN 'spatial' graph (graph strategy 'agcn'); got "
+                f"strategy={self.strategy!r}"
+            )
+        if self.data_bn != "MVC":
+            raise ValueError(f"AGCN normalises over M*V*C input channels: data_bn must be 'MVC', "
+                             f"got {self.data_bn!r}")
+        dtype = jnp.dtype(self.dtype)
+        # graph/tools.py get_spatial_graph: a constant, never a parameter nor in checkpoints
+        adj_KVV = graph.build_adjacency(graph.get_layout(self.layout), strategy="agcn")
+        n, m, t, v, c = x_NMTVC.shape
+        if v != adj_KVV.shape[-1] or c != self.in_channels:
+            raise ValueError(
+                f"AGCN input {x_NMTVC.shape} (N, M, T, V, C) does not match layout "
+                f"{self.layout!r} (V={adj_KVV.shape[-1]}) and in_channels={self.in_channels}"
+            )
+        after_s, after_t = _attention_by_block(self.attention, len(AGCN_BLOCKS))
+        out = {}
+
+        # BatchNorm1d over M*V*C channels indexed m*V*C + v*C + c (one set per person slot)
+        x_NTF = jnp.transpose(x_NMTVC, (0, 2, 1, 3, 4)).reshape(n, t, m * v * c)
+        x_NTF = _batch_norm("data_bn", train, jnp.float32)(x_NTF.astype(jnp.float32))
+        x_NMTVC = jnp.transpose(x_NTF.reshape(n, t, m, v, c), (0, 2, 1, 3, 4))
+        out["data_bn_out"] = x_NMTVC
+
+        x_NTVC = x_NMTVC.reshape(n * m, t, v, c).astype(dtype)
+        for i, (features, stride, residual) in enumerate(AGCN_BLOCKS):
+            x_NTVC, gcn_NTVC, attn_NKVV = AGCNBlock(
+                features,
+                stride,
+                residual,
+                attention_s=after_s[i],
+                attention_t=after_t[i],
+                dtype=dtype,
+                name=f"block{i}",
+            )(x_NTVC, adj_KVV, train)
+            out[f"block{i}_gcn"] = gcn_NTVC.reshape(n, m, *gcn_NTVC.shape[1:])
+            out[f"block{i}_attn"] = attn_NKVV.reshape(n, m, *attn_NKVV.shape[1:])
+            out[f"block{i}"] = x_NTVC.reshape(n, m, *x_NTVC.shape[1:])
+
+        out["feature"] = out[f"block{len(AGCN_BLOCKS) - 1}"]
+        # mean over (T, V), then over the M person slots (absent persons included, as upstream)
+        pooled_NC = jnp.mean(out["feature"].astype(jnp.float32), axis=(2, 3)).mean(axis=1)
+        out["pooled"] = pooled_NC
+        pooled_NC = nn.Dropout(self.dropout, deterministic=not train)(pooled_NC)
+        fan_in = pooled_NC.shape[-1]
+        logits_NL = nn.Dense(
+            self.num_classes,
+            kernel_init=nn.initializers.normal(math.sqrt(2.0 / self.num_classes)),
+            bias_init=_torch_bias_init(fan_in),
+            name="head",
+        )(pooled_NC)
+        return logits_NL.astype(jnp.float32), out
+
+
+def _torch_bias_init(fan_in: int):
+    """PyTorch's default Linear bias init U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (upstream keeps it)."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
