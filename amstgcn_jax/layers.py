@@ -1,0 +1,198 @@
+"""ST-GCN building blocks (Flax Linen, channels-last `x_NTVC` with N = batch·persons).
+
+Mirrors yysijie/st-gcn @ 221c0e152054b8da593774c0d483e59befdb9061:
+`net/utils/tgcn.py` (`ConvTemporalGraphical` -> `GraphConv`) and `net/st_gcn.py` (`st_gcn`
+-> `STGCNBlock`), semantics as pinned in ../shared/parity/NOTES.md §1.3-1.4.
+
+Deliberate deviations, none of which changes the numbers beyond float32 round-off:
+- 1×1 convolutions are `Dense`-style matmuls over the channel axis; kernels are stored `(I, O)`
+  (PyTorch `(O, I, 1, 1)`), the temporal kernel `(9, 1, I, O)` (HWIO).
+- `GraphConv` may aggregate over the graph *before* the channel mix when that is cheaper
+  (`Cin < Cout`, ../shared/PERF.md §4.2 item 4). The upstream bias, which is added before the
+  aggregation, then becomes `Σ_k b_k · colsum(A_k)`; the result is the same sum reordered.
+- `TemporalConv(impl="matmul")` writes the (9, 1) conv as 9 stacked shifted slices and one matmul
+  (XLA:CPU's conv weight gradient is slow, PERF.md §4.2 item 3); `impl="conv"` uses
+  `lax.conv_general_dilated`; `"auto"` picks matmul on CPU and conv elsewhere. Same params.
+- Initialisation follows the upstream trainer's `weights_init` (conv weights N(0, 0.02), biases
+  0, BatchNorm scale N(1, 0.02), shift 0), not PyTorch's default init.
+- The padding is always explicit and symmetric ((k−1)/2 on both sides): never `"SAME"`, which
+  pads (3, 4) for stride 2 and shifts every frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+BN_EPSILON = 1e-5  # PyTorch default
+BN_MOMENTUM = 0.9  # = 1 - PyTorch momentum 0.1
+conv_init = nn.initializers.normal(stddev=0.02)  # st-gcn processor/recognition.py weights_init
+
+
+def bn_scale_init(key, shape, dtype=jnp.float32):
+    """BatchNorm weight ~ N(1, 0.02), as upstream `weights_init`."""
+    return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+def batch_norm(train: bool, name: str, dtype: Any = jnp.float32,
+               scale_init: Callable = bn_scale_init) -> nn.BatchNorm:
+    """BatchNorm over the last axis with PyTorch's epsilon/momentum; params and stats in f32."""
+    return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                        dtype=dtype, param_dtype=jnp.float32, scale_init=scale_init, name=name)
+
+
+def pointwise(features: int, name: str, dtype: Any = jnp.float32) -> nn.Dense:
+    """A 1×1 convolution (== Dense over channels), kernel `(I, O)`."""
+    return nn.Dense(features, kernel_init=conv_init, bias_init=nn.initializers.zeros,
+                    dtype=dtype, param_dtype=jnp.float32, name=name)
+
+
+class GraphConv(nn.Module):
+    """`ConvTemporalGraphical`: 1×1 conv to K·C (K-major), then `Σ_k Σ_v y[v,k,c] · A[k,v,w]`.
+
+    Params: `kernel (Cin, K·Cout)`, `bias (K·Cout)`; output channel `k·Cout + c` belongs to
+    subset k, as in the upstream `view(n, K, C, t, v)`.
+    """
+
+    features: int
+    num_subsets: int
+    aggregate_first: bool | None = None  # None: whichever side is cheaper
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_NTVC, adj_KVV):
+        k, c_out = self.num_subsets, self.features
+        c_in = x_NTVC.shape[-1]
+        if adj_KVV.shape[0] != k:
+            raise ValueError(f"GraphConv: adjacency has {adj_KVV.shape[0]} subsets, expected {k}")
+        kernel = self.param("kernel", conv_init, (c_in, k * c_out), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (k * c_out,), jnp.float32)
+        x_NTVC = x_NTVC.astype(self.dtype)
+        adj_KVV = adj_KVV.astype(self.dtype)
+        kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
+        first = self.aggregate_first if self.aggregate_first is not None else c_in < c_out
+        n, t, v, _ = x_NTVC.shape
+        if not first:
+            y_NTVKC = (jnp.dot(x_NTVC, kernel) + bias[None, None, None]).reshape(n, t, v, k, c_out)
+            return jnp.einsum("ntvkc,kvw->ntwc", y_NTVKC, adj_KVV)
+        xa_NTWKC = jnp.einsum("ntvc,kvw->ntwkc", x_NTVC, adj_KVV)
+        w_KCD = kernel.reshape(c_in, k, c_out).transpose(1, 0, 2)
+        y_NTWD = jnp.dot(xa_NTWKC.reshape(n, t, v, k * c_in), w_KCD.reshape(k * c_in, c_out))
+        bias_WD = jnp.einsum("kw,kd->wd", adj_KVV.sum(1), bias.reshape(k, c_out))
+        return y_NTWD + bias_WD[None, None]
+
+
+class TemporalConv(nn.Module):
+    """(kernel_size × 1) conv over time with explicit symmetric zero padding and a stride.
+
+    Params `kernel (kernel_size, 1, Cin, Cout)` (HWIO), `bias (Cout)`; upstream `tcn.2`.
+    """
+
+    features: int
+    kernel_size: int = 9
+    stride: int = 1
+    impl: str = "auto"  # "matmul" | "conv" | "auto"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_NTVC):
+        ks, s = self.kernel_size, self.stride
+        if ks % 2 != 1:
+            raise ValueError(f"TemporalConv: kernel_size must be odd, got {ks}")
+        c_in = x_NTVC.shape[-1]
+        kernel = self.param("kernel", conv_init, (ks, 1, c_in, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        x_NTVC = x_NTVC.astype(self.dtype)
+        kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
+        pad = (ks - 1) // 2
+        impl = self.impl
+        if impl == "auto":
+            impl = "matmul" if jax.default_backend() == "cpu" else "conv"
+        if impl == "conv":
+            y = lax.conv_general_dilated(x_NTVC, kernel, (s, 1), ((pad, pad), (0, 0)),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        elif impl == "matmul":
+            t = x_NTVC.shape[1]
+            t_out = (t + 2 * pad - ks) // s + 1
+            xp = jnp.pad(x_NTVC, ((0, 0), (pad, pad), (0, 0), (0, 0)))
+            taps = [lax.slice_in_dim(xp, j, j + s * (t_out - 1) + 1, stride=s, axis=1)
+                    for j in range(ks)]
+            # Channel index j·Cin + c matches kernel.reshape(ks·Cin, Cout).
+            y = jnp.dot(jnp.concatenate(taps, axis=-1), kernel.reshape(ks * c_in, self.features))
+        else:
+            raise ValueError(f"TemporalConv: unknown impl {self.impl!r} (matmul | conv | auto)")
+        return y + bias[None, None, None]
+
+
+def make_attention(kind: str, where: str, index: int, options: dict, dtype: Any) -> nn.Module:
+    """An attention module from `amstgcn_jax.attention` (imported lazily), named `attn_{where}{j}`.
+
+    The non-local block attends among the joints of each frame after ConvS ("spatial") and over
+    all T×V positions after ConvT ("spatiotemporal") unless `options` sets `mode`.
+    """
+    from amstgcn_jax import attention  # lazy: plain ST-GCN never needs it
+
+    classes = {"nonlocal": "NonLocalBlock", "cbam": "CBAM", "se": "SEBlock"}
+    if kind not in classes:
+        raise ValueError(f"unknown attention kind {kind!r}; known: {sorted(classes)}")
+    cls = getattr(attention, classes[kind])
+    options = dict(options)
+    if kind == "nonlocal":
+        options.setdefault("mode", "spatial" if where == "convs" else "spatiotemporal")
+    if "dtype" in getattr(cls, "__dataclass_fields__", {}):
+        options.setdefault("dtype", dtype)
+    return cls(**options, name=f"attn_{where}{index}")
+
+
+class STGCNBlock(nn.Module):
+    """`st_gcn` block: gcn → [attn ConvS] → BN → ReLU → conv(9,1)/s → BN → Dropout → [attn ConvT]
+    → + residual → ReLU.
+
+    `residual=False` gives no residual (upstream block 0); otherwise identity when the shape is
+    kept, else `residual_conv` (1×1, stride s) + `residual_bn`. Attention entries are
+    `(kind, options)` pairs applied in order; ConvT attention sits on the output of the whole
+    upstream `tcn` Sequential (after its Dropout), right before the residual add.
+    """
+
+    features: int
+    num_subsets: int
+    stride: int = 1
+    residual: bool = True
+    dropout: float = 0.0
+    temporal_kernel: int = 9
+    tcn_impl: str = "auto"
+    attention_convs: tuple = ()
+    attention_convt: tuple = ()
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_NTVC, adj_KVV, train: bool = False):
+        s, dtype = self.stride, self.dtype
+        x_NTVC = x_NTVC.astype(dtype)
+        if not self.residual:
+            res = None
+        elif x_NTVC.shape[-1] == self.features and s == 1:
+            res = x_NTVC
+        else:
+            res = pointwise(self.features, "residual_conv", dtype)(x_NTVC[:, ::s])
+            res = batch_norm(train, "residual_bn", dtype)(res)
+
+        y = GraphConv(self.features, self.num_subsets, dtype=dtype, name="gcn")(x_NTVC, adj_KVV)
+        for j, (kind, options) in enumerate(self.attention_convs):
+            y = make_attention(kind, "convs", j, dict(options), dtype)(y, train)
+        y = nn.relu(batch_norm(train, "tcn_bn0", dtype)(y))
+        y = TemporalConv(self.features, self.temporal_kernel, s, self.tcn_impl, dtype,
+                         name="tcn_conv")(y)
+        y = batch_norm(train, "tcn_bn1", dtype)(y)
+        if self.dropout > 0:
+            y = nn.Dropout(self.dropout, deterministic=not train)(y)
+        for j, (kind, options) in enumerate(self.attention_convt):
+            y = make_attention(kind, "convt", j, dict(options), dtype)(y, train)
+        if res is not None:
+            y = y + res
+        return nn.relu(y)

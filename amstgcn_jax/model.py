@@ -1,0 +1,259 @@
+"""ST-GCN / AM-STGCN (Flax Linen), the model zoo (`VARIANTS`) and `get_model`.
+
+Backbone: yysijie/st-gcn @ 221c0e152054b8da593774c0d483e59befdb9061 `net/st_gcn.py` `Model`
+(../shared/parity/NOTES.md §1): data BN → 10 `st_gcn` blocks, each on `A ⊙ edge_importance_i`
+→ mean over (T, V) → mean over persons → 1×1 conv head. With no attention the forward pass is
+exactly the upstream one and upstream checkpoints load through `amstgcn_jax.convert`.
+
+AM-STGCN (../shared/paper/am-stgcn.txt) inserts attention blocks after the spatial graph conv
+("convs", the paper's ConvS) and/or the temporal conv ("convt", ConvT) of chosen layers.
+`attention` is data: a tuple of placements `(kind, where, layer, count)` or
+`(kind, where, layer, count, options)`, e.g. `(("nonlocal", "convt", 3, 3),)` = the paper's
+"ST-GCN_3's ConvT + 3". `kind` is "nonlocal" | "cbam" | "se" (`amstgcn_jax.attention`);
+`options` go to that module (e.g. `{"inner_ratio": 0.5, "pool": (2, 2)}`, or `{"mode": ...}` to
+override the non-local mode, which defaults to per-frame joint attention after ConvS and
+attention over all T×V positions after ConvT, as the paper describes). Several placements may
+name the same layer; their blocks run in the order given. Params: `block{i}/attn_convs{j}`,
+`block{i}/attn_convt{j}`.
+
+Layer numbering (`layer_indexing`): the paper counts 9 ST-GCN layers ("first three 64 channels,
+middle three 128, last three 256", strides 2 at the 4th and 7th) while the code has 10 blocks,
+of which block 0 (3→64, the only one without a residual) is the input layer. We read the paper's
+layers as the code's blocks 1…9, so with `layer_indexing="paper"` (default) layer L ∈ 1…9 is
+`block{L}` and ST-GCN_4/ST-GCN_7 land on the stride-2 blocks 4/7 exactly as the ST-GCN paper
+states; `layer_indexing="code"` takes the 0-based block index (0…9, so block 0 is reachable).
+
+Table 7 (CBAM, SENet) does not say where those modules went; our `stgcn_cbam` / `stgcn_se` put
+them in the AM-STGCN slot (layer 3, after ConvT, ×3) for a like-for-like comparison.
+
+`out` (second return value): "data_bn_out" (N·M, T, V, C), "block{i}" (N·M, T_i, V, C_i),
+"feature" (N, M, T', V, 256), "pooled" (N, 256). Parameter names: `data_bn`, `block{i}` (same
+index as upstream `st_gcn_networks`), `edge_importance{i}`, `head`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from amstgcn_jax import graph
+from amstgcn_jax.layers import STGCNBlock, batch_norm, conv_init
+
+# (out channels, temporal stride, residual) of upstream st_gcn_networks 0…9.
+STGCN_BLOCKS = ((64, 1, False), (64, 1, True), (64, 1, True), (64, 1, True), (128, 2, True),
+                (128, 1, True), (128, 1, True), (256, 2, True), (256, 1, True), (256, 1, True))
+ATTENTION_KINDS = ("nonlocal", "cbam", "se")
+_WHERE = {"convs": "convs", "convt": "convt"}
+
+
+def normalize_attention(attention) -> tuple:
+    """Placements as hashable `(kind, where, layer, count, options_items)` tuples."""
+    if not attention:
+        return ()
+    if isinstance(attention, str):
+        return normalize_attention(parse_placements(attention))
+    result = []
+    for p in attention:
+        p = tuple(p)
+        if len(p) not in (4, 5):
+            raise ValueError(f"attention placement {p!r}: expected (kind, where, layer, count"
+                             f"[, options])")
+        kind, where, layer, count = str(p[0]).lower(), str(p[1]).lower(), int(p[2]), int(p[3])
+        options = p[4] if len(p) == 5 else ()
+        options = tuple(sorted((dict(options) if options else {}).items()))
+        options = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in options)
+        if kind not in ATTENTION_KINDS:
+            raise ValueError(f"attention placement {p!r}: kind must be one of {ATTENTION_KINDS}")
+        if where not in _WHERE:
+            raise ValueError(f"attention placement {p!r}: where must be 'convs' or 'convt'")
+        if count < 1:
+            raise ValueError(f"attention placement {p!r}: count must be >= 1")
+        result.append((kind, where, layer, count, options))
+    return tuple(result)
+
+
+def parse_placements(name: str, kind: str = "nonlocal") -> tuple:
+    """Placements from a name like "convs_l2x2_convt_l3x3" (layer numbers as in `attention`)."""
+    placements, where, ok = [], None, True
+    for token in name.split("_"):
+        match = re.fullmatch(r"l(\d+)x(\d+)", token)
+        if token in _WHERE:
+            ok = ok and (where is None or placements[-1:] and placements[-1][1] == where)
+            where = token
+        elif match and where is not None:
+            placements.append((kind, where, int(match[1]), int(match[2])))
+        else:
+            ok = False
+    if not ok or not placements or placements[-1][1] != where:
+        raise ValueError(f"cannot parse attention placements from {name!r}; expected e.g. "
+                         f"'convt_l3x3' or 'convs_l2x1_convt_l2x2'")
+    return tuple(placements)
+
+
+def _variants() -> dict[str, dict]:
+    v = {"stgcn": dict(attention=()),
+         "am_stgcn": dict(attention=parse_placements("convt_l3x3"))}
+    rows = (
+        # Table 2: one block after ConvS of layer L.
+        "convs_l1x1", "convs_l2x1", "convs_l3x1", "convs_l4x1", "convs_l9x1",
+        # Table 3: several blocks after ConvS of one layer.
+        "convs_l1x2", "convs_l2x2", "convs_l3x2", "convs_l1x3", "convs_l2x3", "convs_l3x3",
+        "convs_l4x3",
+        # Table 4: blocks after ConvS of two layers.
+        "convs_l2x1_l3x1", "convs_l1x2_l2x2", "convs_l2x2_l3x2", "convs_l1x2_l3x2",
+        # Table 5: blocks after ConvT of one layer.
+        "convt_l2x2", "convt_l3x3", "convt_l5x3",
+        # Table 6: ConvT and ConvS of several layers.
+        "convt_l2x2_l3x3", "convs_l2x1_convt_l2x2", "convs_l2x2_convt_l3x3",
+    )
+    for name in rows:
+        v[name] = dict(attention=parse_placements(name))
+    # Table 7: CBAM / SENet in the AM-STGCN slot (our choice, see module docstring).
+    v["stgcn_cbam"] = dict(attention=parse_placements("convt_l3x3", kind="cbam"))
+    v["stgcn_se"] = dict(attention=parse_placements("convt_l3x3", kind="se"))
+    return v
+
+
+VARIANTS: dict[str, dict] = _variants()
+
+
+class AMSTGCN(nn.Module):
+    """ST-GCN with optional attention placements; `__call__(x_NMTVC, train)` → `(logits_NL, out)`.
+
+    A plain ST-GCN is `AMSTGCN(attention=())`. `data_bn="VC"` is ST-GCN's BatchNorm1d over V·C
+    (channel v·C + c, persons folded into the batch); `"MVC"` is 2s-AGCN/CTR-GCN's over M·V·C
+    (channel m·V·C + v·C + c); `"none"` skips it. `dtype` is the compute dtype (e.g. "bfloat16");
+    params and BatchNorm statistics stay float32 and the logits are float32.
+    """
+
+    num_classes: int = 60
+    layout: Any = "ntu-rgb+d"
+    strategy: str = "spatial"
+    max_hop: int = 1
+    dilation: int = 1
+    in_channels: int = 3
+    dropout: float = 0.0
+    edge_importance: bool = True
+    data_bn: str = "VC"
+    attention: Any = ()
+    layer_indexing: str = "paper"
+    blocks: Sequence[tuple[int, int, bool]] = STGCN_BLOCKS
+    temporal_kernel: int = 9
+    tcn_impl: str = "auto"
+    dtype: Any = "float32"
+
+    def _block_attention(self) -> list[tuple[list, list]]:
+        per_block = [([], []) for _ in self.blocks]
+        n = len(self.blocks)
+        for kind, where, layer, count, options in normalize_attention(self.attention):
+            if self.layer_indexing == "paper":
+                if not 1 <= layer < n:
+                    raise ValueError(f"attention layer {layer}: paper layers are 1..{n - 1} "
+                                     f"(layer L is block{{L}}; use layer_indexing='code' for 0)")
+            elif self.layer_indexing == "code":
+                if not 0 <= layer < n:
+                    raise ValueError(f"attention block index {layer} outside 0..{n - 1}")
+            else:
+                raise ValueError(f"layer_indexing must be 'paper' or 'code', "
+                                 f"got {self.layer_indexing!r}")
+            slot = per_block[layer][0 if where == "convs" else 1]
+            slot.extend([(kind, options)] * count)
+        return per_block
+
+    @nn.compact
+    def __call__(self, x_NMTVC, train: bool = False):
+        layout = graph.get_layout(self.layout)
+        dtype = jnp.dtype(self.dtype)
+        n, m, t, v, c = x_NMTVC.shape
+        if v != layout.num_nodes or c != self.in_channels:
+            raise ValueError(f"AMSTGCN: input (N, M, T, V, C) = {x_NMTVC.shape} does not match "
+                             f"layout {layout.name!r} (V={layout.num_nodes}) and "
+                             f"in_channels={self.in_channels}")
+        adj_KVV = jnp.asarray(graph.build_adjacency(layout, self.strategy, self.max_hop,
+                                                    self.dilation))
+        out = {}
+        x = x_NMTVC.astype(jnp.float32)
+        if self.data_bn == "VC":
+            x = batch_norm(train, "data_bn")(x.reshape(n * m, t, v * c))
+        elif self.data_bn == "MVC":
+            x = x.transpose(0, 2, 1, 3, 4).reshape(n, t, m * v * c)
+            x = batch_norm(train, "data_bn")(x)
+            x = x.reshape(n, t, m, v, c).transpose(0, 2, 1, 3, 4)
+        elif self.data_bn != "none":
+            raise ValueError(f"data_bn must be 'VC', 'MVC' or 'none', got {self.data_bn!r}")
+        x_NTVC = x.reshape(n * m, t, v, c)
+        out["data_bn_out"] = x_NTVC
+
+        for i, ((features, stride, residual), (att_s, att_t)) in enumerate(
+                zip(self.blocks, self._block_attention())):
+            adj = adj_KVV
+            if self.edge_importance:
+                adj = adj * self.param(f"edge_importance{i}", nn.initializers.ones,
+                                       adj_KVV.shape, jnp.float32)
+            x_NTVC = STGCNBlock(
+                features, adj_KVV.shape[0], stride, residual,
+                dropout=0.0 if i == 0 else self.dropout,  # upstream block 0 gets no dropout
+                temporal_kernel=self.temporal_kernel, tcn_impl=self.tcn_impl,
+                attention_convs=tuple(att_s), attention_convt=tuple(att_t), dtype=dtype,
+                name=f"block{i}")(x_NTVC, adj, train)
+            out[f"block{i}"] = x_NTVC
+
+        _, t_out, _, c_out = x_NTVC.shape
+        out["feature"] = x_NTVC.reshape(n, m, t_out, v, c_out)
+        pooled = x_NTVC.astype(jnp.float32).mean((1, 2)).reshape(n, m, c_out).mean(1)
+        out["pooled"] = pooled
+        logits_NL = nn.Dense(self.num_classes, kernel_init=conv_init,
+                             bias_init=nn.initializers.zeros, name="head")(pooled)
+        return logits_NL, out
+
+
+STGCN = AMSTGCN  # a plain ST-GCN is the attention-free configuration
+
+
+def _plain(value):
+    """ConfigDict/list values → hashable tuples (Linen attributes must be hashable)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def get_model(**kwargs) -> nn.Module:
+    """The model for `config.model`: `backbone` ("stgcn" | "agcn"), optional `variant` (a
+    `VARIANTS` name or a placement name like "convs_l2x1_convt_l2x2"), and module fields.
+
+    Explicit kwargs override the variant's. `backbone="agcn"` builds `amstgcn_jax.agcn.AGCN`
+    with the same kwargs.
+    """
+    kwargs = {k: _plain(v) for k, v in kwargs.items()}
+    backbone = kwargs.pop("backbone", "stgcn")
+    variant = kwargs.pop("variant", None)
+    config = {}
+    if variant is not None:
+        if variant in VARIANTS:
+            config.update(VARIANTS[variant])
+        else:
+            config["attention"] = parse_placements(variant)
+    config.update(kwargs)
+    if "attention" in config:
+        config["attention"] = normalize_attention(config["attention"])
+    if backbone == "agcn":
+        from amstgcn_jax.agcn import AGCN  # lazy: separate backbone module
+
+        return AGCN(**config)
+    if backbone != "stgcn":
+        raise ValueError(f"unknown backbone {backbone!r} (stgcn | agcn)")
+    return AMSTGCN(**config)
+
+
+def count_params(params) -> int:
+    """Number of trainable scalars (BatchNorm running statistics are not params)."""
+    import jax
+
+    return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
