@@ -340,8 +340,9 @@ def main(argv=None) -> None:
     if any(k.startswith("l1.") for k in sd):
         from amstgcn_jax import agcn_convert
 
-        config = dict(agcn_convert.infer_config(sd, **overrides), backbone="agcn")
+        config = agcn_convert.infer_config(sd, **overrides)
         variables = agcn_convert.torch_to_flax(sd, config)
+        config = dict(config, backbone="agcn")
     else:
         try:
             variables, config = torch_to_flax(sd, overrides)
