@@ -82,29 +82,30 @@ class ListSource:
 
 
 def make_source(name: str, *, split: str, data_dir: str | os.PathLike | None = None,
-                **kwargs):
-    """A random-access source.
+                manual_dir: str | os.PathLike | None = None, **kwargs):
+    """A random-access source of examples (upstream layout, see `amstgcn_jax.transforms`).
 
-    - `"synthetic"`: the built-in dataset in memory (kwargs: `num_samples`, `seed`,
+    - `"synthetic"`: the built-in dataset generated in memory (kwargs: `num_samples`, `seed`,
       `min_frames`, `max_frames`); needs no tensorflow_datasets.
-    - `"nw_ucla"` with `data_dir` = the NW-UCLA JSON release: read into memory by
-      `amstgcn_jax.readers.nwucla` (split "train" = views 1+2, "test"/"val" = view 3).
-    - any other name, e.g. `"ntu_rgbd60/xsub"` or `"amstgcn_synthetic/small"`: a TFDS dataset
-      prepared under `data_dir` (`python -m amstgcn_jax.datasets.build`), read with
-      `tfds.data_source` (imported here, lazily).
+    - `manual_dir=<raw files>`: read into memory straight from the raw files with the readers
+      (`amstgcn_jax.datasets.examples.read_examples`; e.g. `"nw_ucla"` from the `all_sqe`
+      folder, `"ntu_rgbd60/xsub"` from `.skeleton` files); bad samples are skipped and printed;
+      no tensorflow_datasets either.
+    - otherwise a TFDS dataset prepared under `data_dir` (`python -m amstgcn_jax.datasets.build`),
+      e.g. `"ntu_rgbd60/xsub"`, read with `tfds.data_source` (imported here, lazily). The example
+      order is the builder's (sorted by sample name), the same as the in-memory read.
+    Splits are "train" and "test" (NTU's "val" part is "test").
     """
     if name == "synthetic":
         from amstgcn_jax.synthetic import SyntheticSource
         return SyntheticSource(split=split, **kwargs)
-    if name == "nw_ucla" and data_dir is not None and not kwargs.get("tfds", False):
-        from amstgcn_jax.datasets.nw_ucla import read_nwucla_examples
-        return ListSource(read_nwucla_examples(data_dir, split))
+    if manual_dir is not None:
+        from amstgcn_jax.datasets.examples import read_examples
+        return ListSource(read_examples(name, manual_dir, split=split, **kwargs))
     if data_dir is not None and not os.path.isdir(data_dir):
         raise FileNotFoundError(f"TFDS data_dir {os.fspath(data_dir)!r} does not exist")
     import tensorflow_datasets as tfds
-
-    from amstgcn_jax import datasets  # noqa: F401 - registers the builders
-    return TfdsSource(tfds.data_source(name, split=split, data_dir=data_dir))
+    return TfdsSource(tfds.data_source(name, split=split, data_dir=data_dir, download=False))
 
 
 # ----------------------------------------------------------------------------- train

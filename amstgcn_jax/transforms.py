@@ -454,7 +454,8 @@ RECIPES = ("stgcn", "pyskl", "ctrgcn")
 def make_transforms(recipe: str = "stgcn", *, train: bool, window: int, modality: str = "joint",
                     layout: str | None = None, score_channel: bool = False,
                     random_move_on: bool = True, rotation: float = 0.0, num_clips: int = 1,
-                    p_interval: Sequence[float] | None = None) -> list[Callable]:
+                    p_interval: Sequence[float] | None = None,
+                    pad_to: int | None = None) -> list[Callable]:
     """A transform list for `pipeline.make_train_iter` / `make_eval_batches`.
 
     - "stgcn" (ST-GCN feeder; modality first, as 2s-AGCN's offline bone/motion data):
@@ -463,17 +464,20 @@ def make_transforms(recipe: str = "stgcn", *, train: bool, window: int, modality
       [+ random_rotation]; test = uniform_sample_frames_test(window, num_clips).
     - "ctrgcn": valid_crop_resize(window, p_interval=(0.5, 1)) [+ random_rotation] + modality;
       test = center_crop_resize(window, 0.95) + modality.
-    `rotation` > 0 adds `random_rotation(theta=rotation)` in training.
+    `rotation` > 0 adds `random_rotation(theta=rotation)` in training. `pad_to` (e.g. 300 for
+    NTU / Kinetics) first zero-pads the stored unpadded clip back to upstream's fixed length, so
+    ST-GCN's random_choose/random_move see exactly the arrays the PyTorch feeder sees.
     """
     P = functools.partial
     mod = P(to_modality, modality=modality, layout=layout, score_channel=score_channel)
     rot = [P(random_rotation, theta=rotation,
              num_spatial=2 if score_channel else None)] if train and rotation > 0 else []
     if recipe == "stgcn":
+        pad = [P(auto_pad, size=pad_to)] if pad_to else []
         if train:
-            return [mod, P(random_choose, size=window)] + (
+            return pad + [mod, P(random_choose, size=window)] + (
                 [random_move] if random_move_on else []) + rot
-        return [mod, P(crop_or_pad, size=window)]
+        return pad + [mod, P(crop_or_pad, size=window)]
     if recipe == "pyskl":
         pre = [] if score_channel else [pre_normalize_3d]
         if train:
