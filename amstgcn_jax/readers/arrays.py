@@ -42,9 +42,9 @@ def _load_npy(path, mmap: bool):
         if not os.path.exists(path):
             raise SkeletonFormatError(path, "file not found") from None
         raise SkeletonFormatError(path, f"not a readable .npy file ({e})") from None
-    except (ValueError, EOFError, SyntaxError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001 - numpy's header parser raises many types on garbage
         raise SkeletonFormatError(path, f"not a valid .npy file (truncated, garbage or pickled "
-                                        f"objects: {e})") from None
+                                        f"objects: {type(e).__name__}: {e})") from None
     if not isinstance(arr, np.ndarray):
         raise SkeletonFormatError(path, f"expected a .npy array, got {type(arr).__name__}")
     return arr
@@ -141,8 +141,9 @@ def read_ctrgcn_npz(path: str | os.PathLike, part: str, *, num_person: int = 2,
             x, y = z[f"x_{part}"], z[f"y_{part}"]
     except SkeletonFormatError:
         raise
-    except (OSError, ValueError, EOFError, KeyError) as e:
-        raise SkeletonFormatError(path, f"not a valid .npz file ({e})") from None
+    except Exception as e:  # noqa: BLE001 - zip, zlib and the npy header parser raise many types
+        raise SkeletonFormatError(path, f"not a valid .npz file ({type(e).__name__}: {e})") \
+            from None
     if x.ndim != 3 or x.shape[2] % (num_person * num_joint) or x.dtype.kind != "f":
         raise SkeletonFormatError(path, f"x_{part} has shape {x.shape} dtype {x.dtype}, expected "
                                         f"float (N, T, {num_person}*{num_joint}*C)")

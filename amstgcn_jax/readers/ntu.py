@@ -217,15 +217,16 @@ def parse_ntu_skeleton(path: str | os.PathLike, num_joint: int = NUM_JOINTS) -> 
                     raise SkeletonFormatError(path, f"line {i + j + 1} (frame {t}, body {b}, "
                                                     f"joint {j}): expected {_JOINT_FIELDS} "
                                                     f"fields, got {len(fields)}")
-                joint_tokens.extend(fields[:3])
+                joint_tokens.extend(fields)
             i += num_joint
     if i != len(lines):
         raise SkeletonFormatError(path, f"unexpected data after the last frame at line {i + 1}")
-    try:
-        xyz = np.array(joint_tokens, dtype=np.float64).reshape(-1, num_joint, 3)
+    try:  # every field is parsed (as upstream's float() does) so garbage anywhere is caught
+        joints = np.array(joint_tokens, dtype=np.float64).reshape(-1, num_joint, _JOINT_FIELDS)
     except ValueError:
         bad = next(tok for tok in joint_tokens if not _is_float(tok))
-        raise SkeletonFormatError(path, f"non-numeric joint coordinate {bad[:40]!r}") from None
+        raise SkeletonFormatError(path, f"non-numeric joint field {bad[:40]!r}") from None
+    xyz = np.ascontiguousarray(joints[:, :, :3])
     if not np.isfinite(xyz).all():
         body, joint, _ = np.argwhere(~np.isfinite(xyz))[0]
         frame = int(np.searchsorted(np.cumsum(bodies_per_frame), body, side="right"))
@@ -296,8 +297,11 @@ def read_ntu_npy(path: str | os.PathLike, *, max_body: int = MAX_BODY,
             payload = f.read()
     except SkeletonFormatError:
         raise
-    except (OSError, ValueError, SyntaxError) as e:
-        raise SkeletonFormatError(path, f"not a valid .npy file ({e})") from None
+    except OSError as e:
+        raise SkeletonFormatError(path, f"cannot read file ({e.strerror or e})") from None
+    except Exception as e:  # noqa: BLE001 - numpy's header parser raises many types on garbage
+        raise SkeletonFormatError(path, f"not a valid .npy file ({type(e).__name__}: {e})") \
+            from None
     obj = safe_pickle.loads(payload, path)
     if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
         obj = obj.item()
