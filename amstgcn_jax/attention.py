@@ -1,0 +1,209 @@
+"""Attention blocks on channels-last skeleton maps `x_NTVC`: non-local (AM-STGCN), CBAM, SE.
+
+Every module is `__call__(x_NTVC, train) -> x_NTVC` (same shape, same dtype as the input; the
+branch is computed in `dtype` with float32 parameters, softmax and BatchNorm statistics).
+
+NonLocalBlock mirrors the embedded-Gaussian non-local block of Wang et al., "Non-local Neural
+Networks" (CVPR 2018; facebookresearch/video-nonlocal-net, and its common PyTorch port
+AlexHex7/Non-local_pytorch `lib/non_local_embedded_gaussian.py`), as AM-STGCN (Kong et al.,
+../shared/paper/am-stgcn.txt §3.2) uses it: theta/phi/g 1x1 convs to `C * inner_ratio` channels,
+softmax(theta phi^T) without 1/sqrt(d) scaling, attention-weighted g, a 1x1 output conv back to C
+and a BatchNorm whose scale and bias start at zero, then the residual add. The block is therefore
+exactly the identity at initialisation.
+
+Choices where the paper is silent or ambiguous (all are attributes):
+* `mode`: "spatial" = the positions are the V joints of each frame (the paper's placement after
+  ConvS: "can only learn the correlation of all nodes in one frame"); "spatiotemporal" = all T*V
+  positions of the clip (after ConvT: "the correlation of all nodes in all frames"); "temporal"
+  (extra) = the T frames of each joint.
+* Sub-sampling: the paper says "2x2 MaxPooling after theta, phi". In the original non-local block
+  the pooling is on phi and g (the keys and values), which keeps one output per query position;
+  that is the default `pool_on=("phi", "g")`. `pool_on=("theta", "phi", "g")` follows the paper's
+  words literally: the queries are pooled too and the output is nearest-upsampled back to (T, V).
+  phi and g must be pooled together (keys and values need the same positions). `pool_size` <= 1 or
+  `pool_on=()` disables pooling. Pooling never mixes frames in spatial mode (window 1 x s over
+  V) nor joints in temporal mode (s x 1 over T); spatiotemporal pools s x s over (T, V).
+  Windows use "ceil" mode (padding with -inf) so no joint is dropped when V or T is odd (V=25,
+  18); PyTorch's default MaxPool2d would floor and drop the last joint.
+* Attention weights are sown as `intermediates/.../attention` only when the "intermediates"
+  collection is mutable (Linen's `sow` semantics), with shape (N, T, V, V') in spatial mode,
+  (N, V, T, T') in temporal mode and (N, T*V, T'*V') in spatiotemporal mode (' = after pooling).
+  That path uses the explicit softmax; otherwise `attention_impl` picks
+  `jax.nn.dot_product_attention` (None/"xla"/"cudnn": fused, never materialises the weights for
+  cuDNN) or "reference" (einsum + softmax). Both agree to float rounding (tested).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+_MODES = ("spatial", "temporal", "spatiotemporal")
+
+
+def _attend_reference(q_BPC, k_BSC, v_BSC):
+    """softmax(q k^T) v with float32 logits and softmax; returns (out_BPC, attn_BPS)."""
+    logits_BPS = jnp.einsum("bpc,bsc->bps", q_BPC, k_BSC, preferred_element_type=jnp.float32)
+    attn_BPS = jax.nn.softmax(logits_BPS, axis=-1)
+    out_BPC = jnp.einsum("bps,bsc->bpc", attn_BPS.astype(v_BSC.dtype), v_BSC,
+                         preferred_element_type=jnp.float32)
+    return out_BPC.astype(v_BSC.dtype), attn_BPS
+
+
+class NonLocalBlock(nn.Module):
+    """Embedded-Gaussian non-local block, identity at init. See the module docstring."""
+
+    mode: str = "spatiotemporal"
+    inner_ratio: float = 0.5
+    pool_on: tuple[str, ...] = ("phi", "g")
+    pool_size: int = 2
+    attention_impl: str | None = None  # None | "xla" | "cudnn" | "reference"
+    dtype: Any = jnp.float32
+
+    def _window(self) -> tuple[int, int]:
+        s = self.pool_size
+        return {"spatial": (1, s), "temporal": (s, 1), "spatiotemporal": (s, s)}[self.mode]
+
+    def _pool(self, x_NTVC):
+        wt, wv = self._window()
+        _, t, v, _ = x_NTVC.shape
+        pad = ((0, -t % wt), (0, -v % wv))  # ceil mode: -inf padding, no position dropped
+        return nn.max_pool(x_NTVC, (wt, wv), strides=(wt, wv), padding=pad)
+
+    def _flatten(self, x_NTVC):
+        """Groups positions into attention sequences: (batch', positions, C)."""
+        n, t, v, c = x_NTVC.shape
+        if self.mode == "spatial":
+            return x_NTVC.reshape(n * t, v, c)
+        if self.mode == "temporal":
+            return x_NTVC.transpose(0, 2, 1, 3).reshape(n * v, t, c)
+        return x_NTVC.reshape(n, t * v, c)
+
+    def _unflatten(self, y_BPC, n, t, v):
+        c = y_BPC.shape[-1]
+        if self.mode == "spatial":
+            return y_BPC.reshape(n, t, v, c)
+        if self.mode == "temporal":
+            return y_BPC.reshape(n, v, t, c).transpose(0, 2, 1, 3)
+        return y_BPC.reshape(n, t, v, c)
+
+    def _attention_grid(self, attn_BPS, n, t, v):
+        if self.mode == "spatial":
+            return attn_BPS.reshape(n, t, v, -1)
+        if self.mode == "temporal":
+            return attn_BPS.reshape(n, v, t, -1)
+        return attn_BPS.reshape(n, t * v, -1)
+
+    @nn.compact
+    def __call__(self, x_NTVC, train: bool):
+        if self.mode not in _MODES:
+            raise ValueError(f"NonLocalBlock.mode must be one of {_MODES}, got {self.mode!r}")
+        pool_on = set(self.pool_on)
+        if not pool_on <= {"theta", "phi", "g"}:
+            raise ValueError(f"pool_on entries must be 'theta', 'phi' or 'g', got {self.pool_on}")
+        if ("phi" in pool_on) != ("g" in pool_on) or ("theta" in pool_on and "phi" not in pool_on):
+            raise ValueError("pool_on must pool 'phi' and 'g' together (keys and values share "
+                             f"positions), and 'theta' only with them; got {self.pool_on}")
+        pooling = self.pool_size > 1 and bool(pool_on)
+
+        n, t, v, c = x_NTVC.shape
+        inner = max(1, int(c * self.inner_ratio))
+        h_NTVC = x_NTVC.astype(self.dtype)
+
+        def proj(name):
+            return nn.Conv(inner, (1, 1), dtype=self.dtype, name=name)(h_NTVC)
+
+        theta, phi, g = proj("theta"), proj("phi"), proj("g")
+        if pooling:
+            phi, g = self._pool(phi), self._pool(g)
+            if "theta" in pool_on:
+                theta = self._pool(theta)
+        tq, vq = theta.shape[1:3]
+        q_BPC, k_BSC, v_BSC = self._flatten(theta), self._flatten(phi), self._flatten(g)
+
+        if self.is_mutable_collection("intermediates") or self.attention_impl == "reference":
+            y_BPC, attn_BPS = _attend_reference(q_BPC, k_BSC, v_BSC)
+            self.sow("intermediates", "attention", self._attention_grid(attn_BPS, n, tq, vq))
+        else:
+            y_BPC = jax.nn.dot_product_attention(
+                q_BPC[:, :, None, :], k_BSC[:, :, None, :], v_BSC[:, :, None, :],
+                scale=1.0, implementation=self.attention_impl)[:, :, 0, :]
+        y_NTVC = self._unflatten(y_BPC, n, tq, vq)
+        if (tq, vq) != (t, v):  # queries were pooled: nearest-upsample back to every position
+            wt, wv = self._window()
+            y_NTVC = jnp.repeat(jnp.repeat(y_NTVC, wt, axis=1), wv, axis=2)[:, :t, :v]
+
+        w_NTVC = nn.Conv(c, (1, 1), dtype=self.dtype, name="out_conv")(y_NTVC)
+        w_NTVC = nn.BatchNorm(
+            use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
+            scale_init=nn.initializers.zeros, bias_init=nn.initializers.zeros,
+            name="out_bn")(w_NTVC)
+        return x_NTVC + w_NTVC.astype(x_NTVC.dtype)
+
+
+class SEBlock(nn.Module):
+    """Squeeze-and-excitation (Hu et al., CVPR 2018; hujie-frank/SENet): mean over (T, V), a
+    C -> C/r -> C MLP (ReLU, sigmoid, biases as in the original Caffe InnerProduct layers), and a
+    per-channel rescale. Not the identity at init (it scales by about sigmoid(.) ~ 0.5), as in the
+    original; `train` is accepted for a uniform signature."""
+
+    reduction: int = 16
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_NTVC, train: bool):
+        c = x_NTVC.shape[-1]
+        h_NTVC = x_NTVC.astype(self.dtype)
+        s_NC = jnp.mean(h_NTVC.astype(jnp.float32), axis=(1, 2)).astype(self.dtype)
+        s_NC = nn.relu(nn.Dense(max(1, c // self.reduction), dtype=self.dtype, name="fc1")(s_NC))
+        s_NC = nn.sigmoid(nn.Dense(c, dtype=self.dtype, name="fc2")(s_NC))
+        return (h_NTVC * s_NC[:, None, None, :]).astype(x_NTVC.dtype)
+
+
+class CBAM(nn.Module):
+    """Convolutional Block Attention Module (Woo et al., ECCV 2018; Jongchan/attention-module
+    `MODELS/cbam.py`): channel attention = sigmoid(MLP(avgpool) + MLP(maxpool)) over (T, V) with a
+    shared C -> C/r -> C MLP, then spatial attention = sigmoid(BN(conv([mean_c, max_c]))) with a
+    `kernel_size` conv (no bias, 'same' zero padding) + BatchNorm as in the reference.
+
+    On skeleton maps the spatial map is (T, V): the default 7x7 kernel treats it like an image,
+    as plugging the reference CBAM into ST-GCN does (it mixes joints by index, not by the
+    graph); `kernel_size=(7, 1)` restricts it to time. Not the identity at init.
+    """
+
+    reduction: int = 16
+    kernel_size: int | tuple[int, int] = 7
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_NTVC, train: bool):
+        c = x_NTVC.shape[-1]
+        h_NTVC = x_NTVC.astype(self.dtype)
+        fc1 = nn.Dense(max(1, c // self.reduction), dtype=self.dtype, name="channel_fc1")
+        fc2 = nn.Dense(c, dtype=self.dtype, name="channel_fc2")
+        avg_NC = jnp.mean(h_NTVC.astype(jnp.float32), axis=(1, 2)).astype(self.dtype)
+        max_NC = jnp.max(h_NTVC, axis=(1, 2))
+        gate_NC = nn.sigmoid(fc2(nn.relu(fc1(avg_NC))) + fc2(nn.relu(fc1(max_NC))))
+        h_NTVC = h_NTVC * gate_NC[:, None, None, :]
+
+        kt, kv = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else self.kernel_size
+        pooled_NTV2 = jnp.stack(
+            [jnp.mean(h_NTVC.astype(jnp.float32), axis=-1).astype(self.dtype),
+             jnp.max(h_NTVC, axis=-1)], axis=-1)
+        s_NTV1 = nn.Conv(1, (kt, kv), padding=((kt // 2, (kt - 1) // 2), (kv // 2, (kv - 1) // 2)),
+                         use_bias=False, dtype=self.dtype, name="spatial_conv")(pooled_NTV2)
+        # Reference BN: PyTorch momentum 0.01 -> Flax momentum 0.99.
+        s_NTV1 = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-5,
+                              dtype=self.dtype, name="spatial_bn")(s_NTV1)
+        return (h_NTVC * nn.sigmoid(s_NTV1)).astype(x_NTVC.dtype)
+
+
+def make_attention(kind: str, **kwargs) -> nn.Module:
+    """`kind` in {"nonlocal", "cbam", "se"}; keyword arguments go to the module constructor."""
+    classes = {"nonlocal": NonLocalBlock, "cbam": CBAM, "se": SEBlock}
+    if kind not in classes:
+        raise ValueError(f"unknown attention kind {kind!r}; known: {sorted(classes)}")
+    return classes[kind](**kwargs)
