@@ -188,11 +188,22 @@ def _np_scalar(dtype, data=None):
     return np.frombuffer(data, dtype=dtype)[0]
 
 
+class _NDArrayClass(_Frozen):
+    """Stands for `numpy.ndarray` as an argument of `_reconstruct`; deliberately not callable
+    (the real constructor accepts buffers, offsets and strides)."""
+
+    __slots__ = ()
+
+
+_NDARRAY = _NDArrayClass()
+
+
 def _np_reconstruct(subtype, shape, dtype):
-    if subtype is not np.ndarray:
+    if subtype is not _NDARRAY:
         raise UnsafePickleError(f"numpy _reconstruct of {subtype!r} refused")
-    # The array bytes arrive through BUILD -> ndarray.__setstate__ (a plain memory copy).
-    return np.ndarray.__new__(np.ndarray, shape, np.dtype(dtype))
+    # numpy always pickles `_reconstruct(ndarray, (0,), b"b")`; the array's shape, dtype and
+    # bytes arrive through BUILD -> ndarray.__setstate__, which checks their sizes.
+    return np.ndarray.__new__(np.ndarray, (0,), np.dtype("b"))
 
 
 def _make_allowlist() -> dict[tuple[str, str], Any]:
@@ -206,7 +217,7 @@ def _make_allowlist() -> dict[tuple[str, str], Any]:
         ("torch", "Size"): tuple,
         ("_codecs", "encode"): _codecs_encode,
         ("numpy", "dtype"): _np_dtype,
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _NDARRAY,
     }
     for builtins_name in ("builtins", "__builtin__"):
         for name, value in (("set", set), ("frozenset", frozenset), ("bytearray", bytearray),
@@ -347,8 +358,10 @@ def _load_zip(path: str, keep_bfloat16: bool):
         try:
             unpickler = _RestrictedUnpickler(io.BytesIO(zf.read(pkl[0])), path, legacy=False)
             obj = unpickler.load()
-        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as e:
-            raise TorchFormatError(f"{path}: corrupt data.pkl ({e})") from e
+        except (UnsafePickleError, TorchFormatError):
+            raise
+        except Exception as e:  # any other failure of a hostile or broken pickle
+            raise TorchFormatError(f"{path}: corrupt data.pkl ({type(e).__name__}: {e})") from e
         name_set = set(names)
 
         def storage_bytes(key):
@@ -368,7 +381,9 @@ def _load_legacy(path: str, keep_bfloat16: bool):
         def load_one(what):
             try:
                 return _RestrictedUnpickler(f, path, legacy=True).load()
-            except (pickle.UnpicklingError, EOFError, struct.error, IndexError) as e:
+            except (UnsafePickleError, TorchFormatError):
+                raise
+            except Exception as e:  # any other failure of a hostile or broken pickle
                 raise TorchFormatError(f"{path}: cannot read the {what} ({e}): "
                                        "truncated or not a PyTorch checkpoint") from e
 
@@ -383,8 +398,11 @@ def _load_legacy(path: str, keep_bfloat16: bool):
         unpickler = _RestrictedUnpickler(f, path, legacy=True)
         try:
             obj = unpickler.load()
-        except (pickle.UnpicklingError, EOFError, struct.error, IndexError) as e:
-            raise TorchFormatError(f"{path}: cannot read the object pickle ({e})") from e
+        except (UnsafePickleError, TorchFormatError):
+            raise
+        except Exception as e:  # any other failure of a hostile or broken pickle
+            raise TorchFormatError(
+                f"{path}: cannot read the object pickle ({type(e).__name__}: {e})") from e
         keys = load_one("storage key list")
         if not isinstance(keys, list):
             raise TorchFormatError(f"{path}: storage key list is {type(keys).__name__}")
@@ -413,10 +431,15 @@ def load(path: str | os.PathLike, *, keep_bfloat16: bool = False) -> Any:
     path = os.fspath(path)
     with open(path, "rb") as f:
         head = f.read(512)
-    if head[:4] == b"PK\x03\x04":
-        return _load_zip(path, keep_bfloat16)
-    if head[:1] == b"\x80":
-        return _load_legacy(path, keep_bfloat16)
+    try:
+        if head[:4] == b"PK\x03\x04":
+            return _load_zip(path, keep_bfloat16)
+        if head[:1] == b"\x80":
+            return _load_legacy(path, keep_bfloat16)
+    except (UnsafePickleError, TorchFormatError) as e:
+        if str(e).startswith(path):
+            raise
+        raise type(e)(f"{path}: {e}") from e  # errors raised by the builders lack the path
     if len(head) >= 262 and head[257:262] == b"ustar":
         raise TorchFormatError(f"{path}: tar-format checkpoint (PyTorch < 0.4) is not supported")
     raise TorchFormatError(f"{path}: not a PyTorch checkpoint (neither zip nor legacy pickle)")

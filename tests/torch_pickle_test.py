@@ -150,6 +150,24 @@ def test_refused_global_inside_persistent_id(tmp_path):
         tp.load(path)
 
 
+def test_hostile_but_allowlisted_constructs_fail_cleanly(tmp_path):
+    cases = {
+        # numpy.ndarray is only a marker for _reconstruct, never a callable constructor
+        "ndarray_call": b"\x80\x02cnumpy\nndarray\nK\x01\x85R.",
+        # BUILD on an internal stand-in object is refused
+        "build_storage_type": b"\x80\x02ctorch\nFloatStorage\n}X\x01\x00\x00\x00aK\x01sb.",
+        # _reconstruct of anything but ndarray
+        "reconstruct_other": b"\x80\x02cnumpy.core.multiarray\n_reconstruct\n"
+                             b"c__builtin__\nset\nK\x00\x85X\x01\x00\x00\x00b\x87R.",
+    }
+    for name, data in cases.items():
+        path = tmp_path / f"{name}.pt"
+        _zip_with_pickle(path, data)
+        with pytest.raises(ValueError) as err:
+            tp.load(path)
+        assert str(err.value).startswith(str(path)), name
+
+
 def test_tensor_view_outside_storage_is_rejected(tmp_path):
     def make(numel, offset, size, stride):
         ops = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n(("
