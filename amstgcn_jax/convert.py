@@ -51,6 +51,8 @@ _MODULES = (  # (flax module-name regex, torch module name template)
     (r"residual_conv", "residual.0"),
     (r"residual_bn", "residual.1"),
     (r"attn_(convs|convt)(\d+)", "attn_{0}.{1}"),
+    (r"out_conv", "out"),  # NonLocalBlock output conv/BN (torch: `out`, `bn`)
+    (r"out_bn", "bn"),
     (r"head", "fcn"),
     (r"edge_importance(\d+)", "edge_importance.{0}"),
 )

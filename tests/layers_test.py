@@ -1,0 +1,164 @@
+"""GraphConv / TemporalConv / STGCNBlock: upstream semantics and behavioural properties."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from amstgcn_jax import graph
+from amstgcn_jax.layers import GraphConv, STGCNBlock, TemporalConv
+
+
+def _rand(key, shape, scale=1.0):
+    return scale * jax.random.normal(jax.random.key(key), shape, jnp.float32)
+
+
+def _randomize(variables, seed=0):
+    leaves, tree = jax.tree.flatten(variables)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    return jax.tree.unflatten(tree, [0.5 * jax.random.normal(k, x.shape, x.dtype)
+                                     for k, x in zip(keys, leaves)])
+
+
+def _upstream_graph_conv(x_NTVC, kernel, bias, adj_KVV):
+    """numpy float64 `ConvTemporalGraphical` in the upstream NCTV layout."""
+    x = np.asarray(x_NTVC, np.float64).transpose(0, 3, 1, 2)  # NCTV
+    w = np.asarray(kernel, np.float64).T  # (K*C, Cin)
+    y = np.einsum("oc,nctv->notv", w, x) + np.asarray(bias, np.float64)[None, :, None, None]
+    n, kc, t, v = y.shape
+    k = adj_KVV.shape[0]
+    y = y.reshape(n, k, kc // k, t, v)
+    z = np.einsum("nkctv,kvw->nctw", y, np.asarray(adj_KVV, np.float64))
+    return z.transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("c_in,c_out,aggregate_first", [
+    (3, 8, None), (3, 8, False), (8, 8, True), (8, 8, None), (16, 8, True)])
+def test_graph_conv_matches_upstream_formula(c_in, c_out, aggregate_first):
+    adj = graph.build_adjacency("ntu-rgb+d") * (1 + 0.1 * np.asarray(_rand(5, (3, 25, 25))))
+    x = _rand(1, (2, 6, 25, c_in))
+    layer = GraphConv(c_out, 3, aggregate_first=aggregate_first)
+    variables = _randomize(layer.init(jax.random.key(0), x, adj))
+    got = jax.jit(layer.apply)(variables, x, adj)
+    ref = _upstream_graph_conv(x, variables["params"]["kernel"], variables["params"]["bias"], adj)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_graph_locality_zero_gradient_between_non_adjacent_joints():
+    adj = jnp.asarray(graph.build_adjacency("openpose"))
+    layer = GraphConv(4, 3)
+    x = _rand(2, (1, 3, 18, 3))
+    variables = _randomize(layer.init(jax.random.key(0), x, adj))
+
+    def joint_out(x, w):
+        return layer.apply(variables, x, adj)[0, :, w].sum()
+
+    connected = np.asarray((adj != 0).any(0))  # [v, w]
+    for w in range(18):
+        g = np.abs(np.asarray(jax.grad(joint_out)(x, w))).sum((0, 1, 3))  # per source joint v
+        assert (g[~connected[:, w]] == 0).all(), f"target {w} sees a non-adjacent joint"
+        assert (g[connected[:, w]] > 0).all(), f"target {w} ignores a neighbour"
+
+
+@pytest.mark.parametrize("impl", ["matmul", "conv"])
+def test_temporal_receptive_field_is_nine_frames(impl):
+    layer = TemporalConv(4, 9, 1, impl=impl)
+    x = _rand(3, (1, 30, 2, 3))
+    variables = _randomize(layer.init(jax.random.key(0), x))
+    for t in (0, 3, 15, 29):
+        g = jax.grad(lambda x: layer.apply(variables, x)[0, t].sum())(x)
+        frames = np.nonzero(np.abs(np.asarray(g)).sum((0, 2, 3)))[0]
+        assert frames.tolist() == list(range(max(0, t - 4), min(30, t + 5)))
+
+
+def _numpy_temporal_conv(x_NTVC, kernel, bias, stride):
+    x = np.pad(np.asarray(x_NTVC, np.float64), ((0, 0), (4, 4), (0, 0), (0, 0)))
+    t_out = (x_NTVC.shape[1] - 1) // stride + 1
+    w = np.asarray(kernel, np.float64)[:, 0]  # (9, Cin, Cout)
+    y = np.stack([np.einsum("jnvc,jcd->nvd", x[:, stride * t: stride * t + 9].transpose(1, 0, 2, 3),
+                            w) for t in range(t_out)], axis=1)
+    return y + np.asarray(bias, np.float64)
+
+
+@pytest.mark.parametrize("impl", ["matmul", "conv"])
+@pytest.mark.parametrize("t,stride", [(20, 1), (20, 2), (21, 2), (9, 2), (5, 1)])
+def test_stride_alignment_symmetric_padding(impl, t, stride):
+    layer = TemporalConv(5, 9, stride, impl=impl)
+    x = _rand(4, (2, t, 3, 4))
+    variables = _randomize(layer.init(jax.random.key(0), x))
+    got = jax.jit(layer.apply)(variables, x)
+    assert got.shape == (2, (t - 1) // stride + 1, 3, 5)
+    ref = _numpy_temporal_conv(x, variables["params"]["kernel"], variables["params"]["bias"],
+                               stride)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_stride_two_output_frame_reads_frames_2t_minus_4_to_2t_plus_4():
+    layer = TemporalConv(2, 9, 2, impl="matmul")
+    x = _rand(6, (1, 40, 1, 2))
+    variables = _randomize(layer.init(jax.random.key(0), x))
+    g = jax.grad(lambda x: layer.apply(variables, x)[0, 10].sum())(x)
+    assert np.nonzero(np.abs(np.asarray(g)).sum((0, 2, 3)))[0].tolist() == list(range(16, 25))
+
+
+def test_temporal_conv_rejects_unknown_impl():
+    with pytest.raises(ValueError, match="impl"):
+        TemporalConv(2, impl="fft").init(jax.random.key(0), jnp.zeros((1, 9, 1, 2)))
+
+
+@pytest.mark.parametrize("c_in,c_out,stride,residual,expect", [
+    (3, 8, 1, False, set()),
+    (8, 8, 1, True, set()),
+    (8, 16, 2, True, {"residual_conv", "residual_bn"}),
+    (8, 8, 2, True, {"residual_conv", "residual_bn"}),
+])
+def test_block_residual_variants(c_in, c_out, stride, residual, expect):
+    adj = jnp.asarray(graph.build_adjacency("coco"))
+    block = STGCNBlock(c_out, 3, stride=stride, residual=residual)
+    x = _rand(7, (2, 10, 17, c_in))
+    variables = block.init(jax.random.key(0), x, adj)
+    names = set(variables["params"]) - {"gcn", "tcn_bn0", "tcn_conv", "tcn_bn1"}
+    assert names == expect
+    y = block.apply(variables, x, adj)
+    assert y.shape == (2, (10 - 1) // stride + 1, 17, c_out)
+    assert (np.asarray(y) >= 0).all()
+    if residual and not expect:  # identity residual: output - relu(branch) depends on x
+        y2 = block.apply(variables, x + 1.0, adj)
+        assert not np.allclose(y, y2)
+
+
+def test_block_identity_residual_adds_input():
+    adj = jnp.asarray(graph.build_adjacency("coco"))
+    block = STGCNBlock(4, 3, residual=True)
+    x = jnp.abs(_rand(8, (1, 6, 17, 4)))
+    variables = block.init(jax.random.key(0), x, adj)
+    # Zero the last BN's scale and shift: the branch vanishes and the block is relu(x) = x.
+    params = jax.tree.map(lambda a: a, variables["params"])
+    params["tcn_bn1"] = {"scale": jnp.zeros(4), "bias": jnp.zeros(4)}
+    y = block.apply({"params": params, "batch_stats": variables["batch_stats"]}, x, adj)
+    np.testing.assert_array_equal(y, x)
+
+
+def test_block_dropout_only_in_training():
+    adj = jnp.asarray(graph.build_adjacency("coco"))
+    block = STGCNBlock(4, 3, dropout=0.5)
+    x = _rand(9, (2, 6, 17, 4))
+    variables = block.init(jax.random.key(0), x, adj)
+    a = block.apply(variables, x, adj, train=False)
+    b = block.apply(variables, x, adj, train=False)
+    np.testing.assert_array_equal(a, b)
+    c, _ = block.apply(variables, x, adj, train=True, mutable=["batch_stats"],
+                       rngs={"dropout": jax.random.key(1)})
+    d, _ = block.apply(variables, x, adj, train=True, mutable=["batch_stats"],
+                       rngs={"dropout": jax.random.key(2)})
+    assert not np.allclose(c, d)
+
+
+def test_bfloat16_compute_keeps_float32_params():
+    adj = jnp.asarray(graph.build_adjacency("coco"))
+    block = STGCNBlock(8, 3, stride=2, residual=True, dtype=jnp.bfloat16)
+    x = _rand(10, (2, 8, 17, 4))
+    variables = block.init(jax.random.key(0), x, adj)
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(variables))
+    y, _ = block.apply(variables, x, adj, train=True, mutable=["batch_stats"])
+    assert y.dtype == jnp.bfloat16 and np.isfinite(np.asarray(y, np.float32)).all()

@@ -1,0 +1,187 @@
+"""AMSTGCN: param paths/counts, the model zoo, attention placement and identity at init."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from amstgcn_jax import convert
+from amstgcn_jax.model import (AMSTGCN, VARIANTS, count_params, get_model, normalize_attention,
+                               parse_placements)
+
+TESTDATA = Path(__file__).parent / "testdata"
+_RNGS = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+
+
+def _shapes(model, v=25, m=2, t=9, c=3):
+    x = jnp.zeros((1, m, t, v, c), jnp.float32)
+    return jax.eval_shape(lambda: model.init(_RNGS, x, train=False))
+
+
+def _tiny(**kw):
+    """Three blocks (64 -> 64 -> 128/s2) keep CPU tests fast; attention at paper layer 1/2."""
+    return get_model(blocks=((8, 1, False), (8, 1, True), (16, 2, True)), **kw)
+
+
+@pytest.mark.parametrize("num_classes,layout,expected", [
+    (60, "ntu-rgb+d", 3_098_832), (400, "openpose", 3_177_140), (120, "ntu-rgb+d", 3_114_252)])
+def test_param_count_matches_upstream(num_classes, layout, expected):
+    model = get_model(variant="stgcn", num_classes=num_classes, layout=layout)
+    v = 25 if layout == "ntu-rgb+d" else 18
+    assert count_params(_shapes(model, v=v)["params"]) == expected
+
+
+def test_param_path_snapshot():
+    model = get_model(variant="am_stgcn", num_classes=60, layout="ntu-rgb+d")
+    lines = sorted(f"{'/'.join(p)}\t{','.join(map(str, x.shape))}\t{x.dtype}"
+                   for p, x in convert._flat(_shapes(model)).items())
+    manifest = (TESTDATA / "am_stgcn_ntu60_param_paths.txt").read_text().splitlines()
+    assert lines == [ln for ln in manifest if ln and not ln.startswith("#")]
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_every_variant_builds_with_attention_where_named(name):
+    model = get_model(variant=name, num_classes=400, layout="openpose")
+    params = _shapes(model, v=18)["params"]
+    expected = set()
+    for _, where, layer, count, _ in normalize_attention(VARIANTS[name]["attention"]):
+        expected |= {f"block{layer}/attn_{where}{j}" for j in range(count)}
+    found = {f"{b}/{k}" for b, sub in params.items() if b.startswith("block")
+             for k in sub if k.startswith("attn_")}
+    assert found == expected
+
+
+def test_paper_default_is_layer3_convt_times_three():
+    assert VARIANTS["am_stgcn"]["attention"] == (("nonlocal", "convt", 3, 3),)
+    assert parse_placements("convs_l2x2_convt_l3x3") == (
+        ("nonlocal", "convs", 2, 2), ("nonlocal", "convt", 3, 3))
+    for bad in ("convs", "convs_convt_l2x2", "l3x3", "convt_l3x3_x", "foo_l1x1"):
+        with pytest.raises(ValueError):
+            parse_placements(bad)
+
+
+def test_layer_indexing_paper_vs_code():
+    x = jnp.zeros((1, 1, 9, 25, 3))
+    with pytest.raises(ValueError, match="paper layers"):
+        jax.eval_shape(lambda: get_model(attention=(("nonlocal", "convs", 0, 1),)).init(_RNGS, x))
+    with pytest.raises(ValueError, match="paper layers"):
+        jax.eval_shape(lambda: get_model(attention=(("nonlocal", "convs", 10, 1),)).init(_RNGS, x))
+    model = get_model(attention=(("nonlocal", "convs", 0, 1),), layer_indexing="code")
+    assert "attn_convs0" in _shapes(model, m=1)["params"]["block0"]
+    with pytest.raises(ValueError, match="kind"):
+        normalize_attention((("transformer", "convs", 1, 1),))
+    with pytest.raises(ValueError, match="where"):
+        normalize_attention((("nonlocal", "gcn", 1, 1),))
+
+
+def test_get_model_variant_overrides_and_config_lists():
+    model = get_model(variant="convs_l2x1_convt_l2x2", num_classes=10,
+                      attention=[["se", "convt", 1, 1]], layout="coco")
+    assert model.attention == (("se", "convt", 1, 1, ()),)
+    model = get_model(variant="convt_l5x3", num_classes=10)
+    assert model.attention == (("nonlocal", "convt", 5, 3, ()),)
+    with pytest.raises(ValueError, match="backbone"):
+        get_model(backbone="resnet")
+    with pytest.raises(TypeError):
+        get_model(num_clases=10)
+
+
+def test_agcn_backbone_is_dispatched():
+    from amstgcn_jax.agcn import AGCN
+
+    assert isinstance(get_model(backbone="agcn", num_classes=60), AGCN)
+
+
+def _run(model, variables, x, train=False, seed=0):
+    if train:
+        (logits, out), _ = model.apply(variables, x, train=True, mutable=["batch_stats"],
+                                       rngs={"dropout": jax.random.key(seed)})
+        return logits, out
+    return model.apply(variables, x, train=False)
+
+
+def test_attention_is_identity_at_init_model_level():
+    x = jax.random.normal(jax.random.key(3), (2, 2, 12, 25, 3))
+    base = _tiny(num_classes=5)
+    base_vars = base.init(_RNGS, x, train=False)
+    for attention in ((("nonlocal", "convt", 2, 2),), (("nonlocal", "convs", 1, 1),
+                                                        ("nonlocal", "convt", 1, 1))):
+        am = _tiny(num_classes=5, attention=attention)
+        am_vars = am.init(_RNGS, x, train=False)
+        merged = jax.tree.map(lambda a: a, am_vars)  # same backbone weights as `base`
+        for col in ("params", "batch_stats"):
+            for k, sub in base_vars[col].items():
+                merged[col][k] = (dict(merged[col][k], **sub) if isinstance(sub, dict) else sub)
+        for train in (False, True):
+            want, want_out = _run(base, base_vars, x, train)
+            got, got_out = _run(am, merged, x, train)
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(got_out["feature"], want_out["feature"], rtol=1e-6,
+                                       atol=1e-6)
+
+
+def test_outputs_shapes_and_determinism():
+    x = jax.random.normal(jax.random.key(4), (2, 2, 12, 25, 3))
+    model = _tiny(num_classes=7, dropout=0.5)
+    variables = model.init(_RNGS, x, train=False)
+    logits, out = model.apply(variables, x, train=False)
+    assert logits.shape == (2, 7) and logits.dtype == jnp.float32
+    assert out["data_bn_out"].shape == (4, 12, 25, 3)
+    assert out["block2"].shape == (4, 6, 25, 16)
+    assert out["feature"].shape == (2, 2, 6, 25, 16)
+    np.testing.assert_allclose(out["pooled"], out["feature"].mean((1, 2, 3)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(model.apply(variables, x, train=False)[0], logits)
+    a, _ = _run(model, variables, x, train=True, seed=1)
+    b, _ = _run(model, variables, x, train=True, seed=2)
+    assert not np.allclose(a, b)
+
+
+def test_person_permutation_invariance_with_vc_data_bn():
+    x = jax.random.normal(jax.random.key(5), (2, 2, 12, 18, 3))
+    model = _tiny(num_classes=4, layout="openpose")
+    variables = model.init(_RNGS, x, train=False)
+    a, _ = model.apply(variables, x)
+    b, _ = model.apply(variables, x[:, ::-1])
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("data_bn", ["VC", "MVC"])
+def test_data_bn_channel_order(data_bn):
+    n, m, t, v, c = 1, 2, 3, 25, 3
+    model = _tiny(num_classes=3, data_bn=data_bn)
+    x = jnp.zeros((n, m, t, v, c))
+    variables = model.init(_RNGS, x, train=False)
+    size = (m if data_bn == "MVC" else 1) * v * c
+    assert variables["params"]["data_bn"]["bias"].shape == (size,)
+    params = dict(variables["params"], data_bn={"scale": jnp.ones(size),
+                                                "bias": jnp.arange(size, dtype=jnp.float32)})
+    stats = dict(variables["batch_stats"], data_bn={"mean": jnp.zeros(size),
+                                                    "var": jnp.ones(size) - 1e-5})
+    _, out = model.apply({"params": params, "batch_stats": stats}, x)
+    got = np.asarray(out["data_bn_out"]).reshape(n, m, t, v, c)[0, :, 0]  # (M, V, C)
+    mi, vi, ci = np.meshgrid(np.arange(m), np.arange(v), np.arange(c), indexing="ij")
+    want = (mi * v * c if data_bn == "MVC" else 0) + vi * c + ci
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_input_shape_errors_are_clear():
+    model = get_model(layout="openpose")
+    with pytest.raises(ValueError, match="does not match layout"):
+        jax.eval_shape(lambda: model.init(_RNGS, jnp.zeros((1, 2, 9, 25, 3))))
+
+
+def test_bfloat16_model_runs_with_float32_state():
+    x = jax.random.normal(jax.random.key(6), (2, 1, 12, 25, 3))
+    model = _tiny(num_classes=3, dtype="bfloat16", attention=(("nonlocal", "convt", 1, 1),))
+    variables = model.init(_RNGS, x, train=False)
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(variables))
+    logits, out = _run(model, variables, x, train=True)
+    assert logits.dtype == jnp.float32 and out["block1"].dtype == jnp.bfloat16
+    assert np.isfinite(np.asarray(logits)).all()
+
+
+def test_stgcn_alias_and_defaults():
+    model = AMSTGCN()
+    assert model.attention == () and model.data_bn == "VC" and model.layer_indexing == "paper"
