@@ -51,7 +51,7 @@ class KineticsLabel:
     label_index: int
 
 
-def _load_json(path):
+def _load_json(path, with_raw=False):
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -60,25 +60,44 @@ def _load_json(path):
     if not raw.strip():
         raise SkeletonFormatError(path, "empty file")
     try:
-        return json.loads(raw)
+        obj = json.loads(raw)
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise SkeletonFormatError(path, f"invalid JSON ({e})") from None
+    return (obj, raw) if with_raw else obj
 
 
 def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _numbers(path, values, n, what) -> list[float]:
+def _check_numbers(path, values, n, what) -> None:
     if not isinstance(values, list) or len(values) != n:
         got = f"{len(values)} values" if isinstance(values, list) else type(values).__name__
         raise SkeletonFormatError(path, f"{what}: expected a list of {n} numbers, got {got}")
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise SkeletonFormatError(path, f"{what}: non-numeric value {v!r:.40}")
-        if not math.isfinite(v):
-            raise SkeletonFormatError(path, f"{what}: NaN or infinite value")
-    return values
+        if isinstance(v, int) and abs(v) > 2**53 or not math.isfinite(v):
+            raise SkeletonFormatError(path, f"{what}: NaN, infinite or out-of-range value")
+
+
+def _as_matrix(path, rows, n, key, slots, raw: bytes) -> np.ndarray:
+    """``rows`` (lists of n numbers) as float64 (K, n); fast numpy path, and a per-value walk
+    that names the offending skeleton whenever the fast path is unsure."""
+    try:
+        arr = np.array(rows)
+        fast_ok = (arr.ndim == 2 and arr.shape[1] == n and arr.dtype.kind in "fi"
+                   and b"true" not in raw and b"false" not in raw)  # numpy turns bools into 1/0
+        if fast_ok:
+            arr = arr.astype(np.float64)
+            fast_ok = bool(np.isfinite(arr).all())
+    except (ValueError, TypeError, OverflowError):
+        fast_ok = False
+    if fast_ok:
+        return arr
+    for (_, m, k), values in zip(slots, rows):
+        _check_numbers(path, values, n, f"data[{k}].skeleton[{m}].{key}")
+    return np.array(rows, dtype=np.float64)
 
 
 def read_kinetics_json(path: str | os.PathLike, *, num_person_in: int = NUM_PERSON_IN,
@@ -97,7 +116,7 @@ def read_kinetics_json(path: str | os.PathLike, *, num_person_in: int = NUM_PERS
         range (unless ``truncate``), a missing label_index.
     """
     path = os.fspath(path)
-    video = _load_json(path)
+    video, raw = _load_json(path, with_raw=True)
     if not isinstance(video, dict):
         raise SkeletonFormatError(path, f"top level must be an object, got {type(video).__name__}")
     entries = video.get("data")
@@ -106,8 +125,7 @@ def read_kinetics_json(path: str | os.PathLike, *, num_person_in: int = NUM_PERS
     label = video.get("label_index")
     if not _is_int(label):
         raise SkeletonFormatError(path, f"missing or non-integer 'label_index' ({label!r:.40})")
-    data = np.zeros((3, max_frame, num_joint, num_person_in), np.float64)
-    any_skeleton = False
+    poses, scores, slots = [], [], []  # every listed skeleton is validated; slots (t, m)
     for k, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise SkeletonFormatError(path, f"data[{k}] is not an object")
@@ -125,18 +143,27 @@ def read_kinetics_json(path: str | os.PathLike, *, num_person_in: int = NUM_PERS
         for m, skeleton in enumerate(skeletons):
             if not isinstance(skeleton, dict):
                 raise SkeletonFormatError(path, f"data[{k}].skeleton[{m}] is not an object")
-            # Every listed skeleton is validated; only the first num_person_in are used.
-            pose = _numbers(path, skeleton.get("pose"), 2 * num_joint,
-                            f"data[{k}].skeleton[{m}].pose")
-            score = _numbers(path, skeleton.get("score"), num_joint,
-                             f"data[{k}].skeleton[{m}].score")
-            any_skeleton = True
-            if m < num_person_in:
-                data[0, t, :, m] = pose[0::2]
-                data[1, t, :, m] = pose[1::2]
-                data[2, t, :, m] = score
-    if not any_skeleton:
+            poses.append(skeleton.get("pose"))
+            scores.append(skeleton.get("score"))
+            slots.append((t, m, k))
+    if not poses:
         raise EmptySkeletonError(path, f"no skeleton in any of its {len(entries)} entries")
+    pose_KP = _as_matrix(path, poses, 2 * num_joint, "pose", slots, raw)
+    score_KV = _as_matrix(path, scores, num_joint, "score", slots, raw)
+    slots_K3 = np.array(slots, dtype=np.int64)
+    keep = slots_K3[:, 1] < num_person_in  # only the first num_person_in of each entry are used
+    t_idx, m_idx = slots_K3[keep, 0], slots_K3[keep, 1]
+    pose_KP, score_KV = pose_KP[keep], score_KV[keep]
+    data = np.zeros((3, max_frame, num_joint, num_person_in), np.float64)
+    if np.unique(t_idx * num_person_in + m_idx).size == t_idx.size:
+        data[0, t_idx, :, m_idx] = pose_KP[:, 0::2]
+        data[1, t_idx, :, m_idx] = pose_KP[:, 1::2]
+        data[2, t_idx, :, m_idx] = score_KV
+    else:  # a repeated frame_index: later entries overwrite, in file order, as upstream
+        for i in range(t_idx.size):
+            data[0, t_idx[i], :, m_idx[i]] = pose_KP[i, 0::2]
+            data[1, t_idx[i], :, m_idx[i]] = pose_KP[i, 1::2]
+            data[2, t_idx[i], :, m_idx[i]] = score_KV[i]
     data[0:2] -= 0.5
     data[0][data[2] == 0] = 0
     data[1][data[2] == 0] = 0
