@@ -1,0 +1,149 @@
+"""Input-pipeline throughput (clips/s) with 0/1/2 worker processes, optionally vs the train step.
+
+Synthetic NTU-shaped clips (`amstgcn_jax.synthetic`, zero-padded to (3, 300, 25, 2) like the
+NTU/Kinetics arrays) go through `amstgcn_jax.pipeline.make_train_iter` with the training
+transforms of a recipe (default: the paper's Kinetics recipe, ST-GCN random_choose(150) +
+random_move). With `--model`, the same machine also times a jitted ST-GCN/AM-STGCN train step
+(forward + backward + SGD) on batches of the pipeline's shape, and prints the ratio
+pipeline/train (issue: the pipeline must feed ≥ 10× the step's rate).
+
+    python benchmarks/pipeline_benchmark.py --workers 0,1,2 --batches 30
+    python benchmarks/pipeline_benchmark.py --model stgcn --batch_size 16
+
+Measured figures are printed as they come; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workers", default="0,1,2", help="comma-separated worker counts")
+    p.add_argument("--num_samples", type=int, default=256, help="distinct synthetic clips")
+    p.add_argument("--min_frames", type=int, default=100)
+    p.add_argument("--max_frames", type=int, default=300)
+    p.add_argument("--pad_to", type=int, default=300, help="0: keep the unpadded length")
+    p.add_argument("--recipe", default="stgcn", choices=("stgcn", "pyskl", "ctrgcn"))
+    p.add_argument("--window", type=int, default=150)
+    p.add_argument("--modality", default="joint")
+    p.add_argument("--rotation", type=float, default=0.0)
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--batches", type=int, default=30, help="timed batches per setting")
+    p.add_argument("--warmup", type=int, default=3, help="untimed batches (worker start-up)")
+    p.add_argument("--threads", type=int, default=1, help="grain read threads per process")
+    p.add_argument("--model", choices=("none", "stgcn", "am_stgcn"), default="none",
+                   help="also time the train step of this model on the same machine")
+    p.add_argument("--model_batches", type=int, default=3)
+    return p.parse_args(argv)
+
+
+def time_pipeline(src, ops, *, batch_size, workers, threads, batches, warmup):
+    from amstgcn_jax import pipeline
+    t0 = time.perf_counter()
+    it = pipeline.make_train_iter(src, batch_size=batch_size, seed=0, transforms=ops,
+                                  num_workers=workers, num_threads=threads)
+    for _ in range(warmup):
+        next(it)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(batches):
+        n += next(it)["x"].shape[0]
+    dt = time.perf_counter() - t0
+    shape = next(it)["x"].shape
+    del it
+    return {"workers": workers, "clips_per_s": n / dt, "startup_s": first,
+            "batch_shape": list(shape)}
+
+
+def time_train_step(model_name, x_shape, *, batches):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from amstgcn_jax.model import get_model
+    kw = dict(backbone="stgcn", num_classes=60, layout="ntu-rgb+d")
+    if model_name == "am_stgcn":
+        kw["variant"] = "am_stgcn"
+    model = get_model(**kw)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=x_shape).astype(np.float32))
+    y = jnp.zeros((x_shape[0],), jnp.int32)
+    variables = model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, x,
+                           train=False)
+    tx = optax.sgd(0.1, momentum=0.9, nesterov=True)
+    state = (variables["params"], variables.get("batch_stats", {}),
+             tx.init(variables["params"]))
+
+    @jax.jit
+    def step(state, x, y, key):
+        params, stats, opt = state
+
+        def loss_fn(p):
+            (logits, _), new = model.apply({"params": p, "batch_stats": stats}, x, train=True,
+                                           mutable=["batch_stats"], rngs={"dropout": key})
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new
+
+        (loss, new), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt = tx.update(grads, opt, params)
+        return (optax.apply_updates(params, updates), new["batch_stats"], opt), loss
+
+    t0 = time.perf_counter()
+    state, loss = step(state, x, y, jax.random.key(2))
+    loss.block_until_ready()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i in range(batches):
+        state, loss = step(state, x, y, jax.random.key(3 + i))
+    loss.block_until_ready()
+    dt = time.perf_counter() - t0
+    return {"model": model_name, "device": str(jax.devices()[0]), "compile_s": compile_s,
+            "clips_per_s": batches * x_shape[0] / dt, "step_s": dt / batches}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from amstgcn_jax import synthetic, transforms
+    t0 = time.perf_counter()
+    src = synthetic.SyntheticSource(args.num_samples, min_frames=args.min_frames,
+                                    max_frames=args.max_frames)
+    gen_s = time.perf_counter() - t0
+    print(f"generated {len(src)} synthetic clips in {gen_s:.2f} s")
+    ops = transforms.make_transforms(args.recipe, train=True, window=args.window,
+                                     modality=args.modality, layout="ntu-rgb+d",
+                                     rotation=args.rotation, pad_to=args.pad_to or None)
+    print("transforms:", [getattr(o, "func", o).__name__ for o in ops])
+    results = []
+    for w in (int(s) for s in args.workers.split(",")):
+        r = time_pipeline(src, ops, batch_size=args.batch_size, workers=w,
+                          threads=args.threads, batches=args.batches, warmup=args.warmup)
+        print(f"workers={w}: {r['clips_per_s']:.0f} clips/s (start-up {r['startup_s']:.2f} s, "
+              f"batch {r['batch_shape']})", flush=True)
+        results.append(r)
+    out = {"benchmark": "pipeline", "host": platform.node(), "cpus": os.cpu_count(),
+           "recipe": args.recipe, "window": args.window, "batch_size": args.batch_size,
+           "synthetic_generation_s": gen_s, "pipeline": results}
+    if args.model != "none":
+        t = time_train_step(args.model, tuple(results[0]["batch_shape"]),
+                            batches=args.model_batches)
+        best = max(r["clips_per_s"] for r in results)
+        t["pipeline_over_train"] = best / t["clips_per_s"]
+        print(f"train step ({t['model']}, {t['device']}): {t['clips_per_s']:.1f} clips/s; "
+              f"pipeline/train = {t['pipeline_over_train']:.1f}x", flush=True)
+        out["train_step"] = t
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":  # guard: grain's worker processes re-import __main__
+    main()
