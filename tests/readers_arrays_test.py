@@ -111,3 +111,15 @@ def test_pickles_only_through_the_restricted_unpickler(tmp_path):
     np.save(tmp_path / "d.npy", np.ones((1, 3, 2, 25, 2), np.float32))
     with pytest.raises(UnsafePickleError, match="builtins.print"):
         arrays.read_stgcn_arrays(tmp_path / "d.npy", tmp_path / "l.pkl")
+
+
+def test_npy_header_declaring_more_data_than_present(tmp_path):
+    import io
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "<f4", "fortran_order": False, "shape": (10**11, 3, 300, 25, 2)})
+    (tmp_path / "huge.npy").write_bytes(buf.getvalue() + b"\x00" * 64)
+    with pytest.raises(SkeletonFormatError, match="header declares"):  # no 18 PB allocation
+        arrays.read_array_npy(tmp_path / "huge.npy")
+    with pytest.raises(SkeletonFormatError, match="header declares"):
+        arrays.read_stgcn_arrays(tmp_path / "huge.npy", tmp_path / "absent.pkl")

@@ -35,9 +35,33 @@ def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
+def _check_npy_size(path) -> None:
+    """The data a ``.npy`` header declares must be exactly what the file holds: numpy would
+    otherwise allocate a garbage size before noticing the file is short."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            return  # (3, 0) headers are only checked by numpy itself
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(f)
+        offset = f.tell()
+    if dtype.hasobject:
+        raise SkeletonFormatError(path, "holds pickled Python objects, not a numeric array")
+    declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    present = os.path.getsize(path) - offset
+    if present != declared:
+        raise SkeletonFormatError(path, f"header declares {declared} bytes of {dtype} {shape} "
+                                        f"data but the file holds {present} (truncated or "
+                                        "garbage)")
+
+
 def _load_npy(path, mmap: bool):
     try:
+        _check_npy_size(path)
         arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except SkeletonFormatError:
+        raise
     except OSError as e:
         if not os.path.exists(path):
             raise SkeletonFormatError(path, "file not found") from None
