@@ -69,7 +69,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     base, _, config = args.name.partition("/")
     if base not in BUILDER_MODULES:
-        return _fail(f"unknown dataset {base!r}; choose one of {', '.join(sorted(BUILDER_MODULES))}.")
+        known = ", ".join(sorted(BUILDER_MODULES))
+        return _fail(f"unknown dataset {base!r}; choose one of {known}.")
     if base in NEEDS_MANUAL_DIR:
         if not args.manual_dir:
             return _fail(f"{base} is built from files you download yourself: pass --manual_dir "
