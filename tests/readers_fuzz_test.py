@@ -610,3 +610,17 @@ def test_real_files_truncated(shared_dir, tmp_path, rel, read, data):
     cut = data.draw(truncation_point(raw))
     name = rel.rsplit("/", 1)[1]
     assert_error(read, _write(tmp_path, name, raw[:cut]))
+
+
+PICKLE_READERS = [arrays.read_stgcn_labels, arrays.read_pyskl_pickle,
+                  nwucla.read_nwucla_val_labels, jhmdb.read_jhmdb_pickle, safe_pickle.load]
+
+
+@pytest.mark.parametrize("read", PICKLE_READERS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_every_pickle_reader_refuses_forbidden_globals(tmp_path, read, protocol):
+    payload = {"pose": [np.zeros((2, 15, 2))], "label": ["clap"], "annotations": [],
+               "x": _Evil()}
+    p = _write(tmp_path, "evil.pkl", pickle.dumps(payload, protocol=protocol))
+    with pytest.raises(UnsafePickleError, match=r"evil\.pkl: .*system"):
+        read(p)
