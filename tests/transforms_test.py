@@ -208,3 +208,18 @@ def test_signatures_are_keyword_only():
     for op in (T.random_choose, T.uniform_sample_frames, T.valid_crop_resize, T.auto_pad):
         params = list(inspect.signature(op).parameters.values())
         assert all(p.kind == p.KEYWORD_ONLY for p in params if p.name not in ("example", "rng"))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("t_in,window", [(37, 64), (120, 64), (64, 64), (300, 50)])
+def test_crop_resize_matches_torch_interpolate(t_in, window):
+    """CTR-GCN resizes with F.interpolate(bilinear, align_corners=False) on (1,1,CVM,T)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(t_in)
+    data = rng.normal(size=(3, t_in, 25, 2)).astype(np.float32)
+    ours = T.center_crop_resize({"data": data, "label": 0}, window=window, p=1.0)["data"]
+    x = torch.tensor(data).permute(0, 2, 3, 1).contiguous().view(3 * 25 * 2, t_in)[None, None]
+    ref = torch.nn.functional.interpolate(x, size=(3 * 25 * 2, window), mode="bilinear",
+                                          align_corners=False)
+    ref = ref.squeeze().view(3, 25, 2, window).permute(0, 3, 1, 2).numpy()
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
