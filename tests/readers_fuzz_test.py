@@ -23,7 +23,8 @@ SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 # Characters that can never be part of a number, a count or JSON syntax outside a string.
 GARBAGE = st.binary(min_size=1, max_size=4).map(
-    lambda b: bytes(c for c in b if chr(c) not in "0123456789.+-_eEnNaAiIfFtTyYlLsSuUrR \t\r\n,:[]{}\"'")
+    lambda b: bytes(c for c in b
+                    if chr(c) not in "0123456789.+-_eEnNaAiIfFtTyYlLsSuUrR \t\r\n,:[]{}\"'")
 ).filter(lambda b: len(b) > 0)
 
 
@@ -116,7 +117,8 @@ def _write(tmp_path, name, data):
 def test_ntu_truncated(tmp_path, ntu_base, data):
     raw, _ = ntu_base
     cut = data.draw(truncation_point(raw))
-    assert_error(ntu.read_ntu_skeleton, _write(tmp_path, "S001C002P003R001A004.skeleton", raw[:cut]))
+    assert_error(ntu.read_ntu_skeleton,
+                 _write(tmp_path, "S001C002P003R001A004.skeleton", raw[:cut]))
 
 
 @SETTINGS
@@ -137,7 +139,7 @@ def _ntu_lines(raw):
 
 
 def _ntu_line_kinds(lines):
-    """Index of each count line and coordinate line in a synthetic file: (frames, bodies, joints, xyz)."""
+    """Indices of the count and coordinate lines: (frames, bodies, joints, xyz)."""
     frames_i, bodies_i, joints_i, xyz_i = [0], [], [], []
     i = 1
     for _ in range(int(lines[0])):

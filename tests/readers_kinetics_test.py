@@ -1,4 +1,4 @@
-"""Kinetics-skeleton reader: real samples, label files, official feeder semantics on synthetic clips."""
+"""Kinetics-skeleton reader: real samples, label files, feeder semantics on synthetic clips."""
 
 import json
 import os

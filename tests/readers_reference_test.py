@@ -95,7 +95,7 @@ def test_reader_matches_reference(group, name, entry):
     assert source.is_file(), f"source {entry['source']} not found under {DATA_ROOT}"
     if "source_sha256" in entry:
         sha = hashlib.sha256(source.read_bytes()).hexdigest()
-        assert sha == entry["source_sha256"], f"{source} is not the file the reference was made from"
+        assert sha == entry["source_sha256"], f"{source} is not the file the reference used"
     ref = {}
     if "npz" in entry:
         with np.load(PREPROC_DIR / entry["npz"], allow_pickle=False) as z:

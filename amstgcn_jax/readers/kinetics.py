@@ -61,7 +61,7 @@ def _load_json(path, with_raw=False):
         raise SkeletonFormatError(path, "empty file")
     try:
         obj = json.loads(raw)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
         raise SkeletonFormatError(path, f"invalid JSON ({e})") from None
     return (obj, raw) if with_raw else obj
 

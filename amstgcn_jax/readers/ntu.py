@@ -51,8 +51,10 @@ BENCHMARKS = {"ntu60": ("xsub", "xview"), "ntu120": ("xsub", "xset")}
 NUM_CLASSES = {"ntu60": 60, "ntu120": 120}
 
 _NAME_RE = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
-_BODY_INFO_FIELDS = 10  # bodyID clipedEdges hand{Left,Right}{Confidence,State} isResticted lean{X,Y} trackingState
-_JOINT_FIELDS = 12  # x y z depthX depthY colorX colorY orientW orientX orientY orientZ trackingState
+# bodyID clipedEdges hand{Left,Right}{Confidence,State} isResticted lean{X,Y} trackingState
+_BODY_INFO_FIELDS = 10
+# x y z depthX depthY colorX colorY orientW orientX orientY orientZ trackingState
+_JOINT_FIELDS = 12
 _LINES_PER_BODY_MIN = 2  # body info line + joint count line (+ joints)
 
 
@@ -78,8 +80,8 @@ def parse_ntu_name(path_or_name: str | os.PathLike) -> NTUName:
     base = os.path.basename(os.fspath(path_or_name))
     m = _NAME_RE.search(base)
     if m is None:
-        raise SkeletonFormatError(path_or_name,
-                                  "file name does not contain an NTU sample name SsssCcccPpppRrrrAaaa")
+        raise SkeletonFormatError(
+            path_or_name, "file name does not contain an NTU sample name SsssCcccPpppRrrrAaaa")
     s, c, p, r, a = (int(g) for g in m.groups())
     return NTUName(name=m.group(0), setup=s, camera=c, subject=p, replication=r, action=a)
 
@@ -230,7 +232,8 @@ def parse_ntu_skeleton(path: str | os.PathLike, num_joint: int = NUM_JOINTS) -> 
     if not np.isfinite(xyz).all():
         body, joint, _ = np.argwhere(~np.isfinite(xyz))[0]
         frame = int(np.searchsorted(np.cumsum(bodies_per_frame), body, side="right"))
-        raise SkeletonFormatError(path, f"NaN or infinite coordinate (frame {frame}, joint {joint})")
+        raise SkeletonFormatError(path, f"NaN or infinite coordinate (frame {frame}, "
+                                        f"joint {joint})")
     return NTUSkeletonFile(bodies_per_frame=bodies_per_frame, xyz=xyz)
 
 

@@ -103,7 +103,8 @@ def read_nwucla_json(path: str | os.PathLike, *, num_joint: int = NUM_JOINTS
     if name != info.name:
         raise SkeletonFormatError(path, f"file_name {name!r:.40} differs from the file's name")
     if isinstance(label, bool) or not isinstance(label, int) or label != info.label + 1:
-        raise SkeletonFormatError(path, f"label {label!r:.20} contradicts action a{info.action:02d} "
+        raise SkeletonFormatError(path, f"label {label!r:.20} contradicts action "
+                                        f"a{info.action:02d} "
                                         f"(expected {info.label + 1})")
     skeletons = obj["skeletons"]
     if not isinstance(skeletons, list):

@@ -23,7 +23,6 @@ size.
 
 from __future__ import annotations
 
-import _codecs
 import collections
 import io
 import os
