@@ -200,6 +200,8 @@ def test_pooling_knob():
             attention.NonLocalBlock(pool_on=bad).apply(variables, x, train=False)
     with pytest.raises(ValueError, match="mode"):
         attention.NonLocalBlock(mode="channel").apply(variables, x, train=False)
+    with pytest.raises(ValueError, match="attention_impl"):
+        attention.NonLocalBlock(attention_impl="flash").apply(variables, x, train=False)
 
 
 @pytest.mark.parametrize("kind", ["nonlocal", "cbam", "se"])
@@ -221,6 +223,7 @@ def test_jit_matches_eager_and_train_updates_stats(kind):
 
 @pytest.mark.parametrize("kind,kwargs", [("nonlocal", {"mode": "spatial"}),
                                          ("nonlocal", {"mode": "spatiotemporal"}),
+                                         ("nonlocal", {"attention_impl": "xla"}),
                                          ("cbam", {}), ("se", {})])
 def test_bfloat16_compute_is_finite_and_close(kind, kwargs):
     x = _x(shape=(N, 8, V, 32))
