@@ -25,31 +25,50 @@ def collect_scores(eval_fn, state, batches, mesh) -> dict:
     """Runs `eval_fn(state, global_batch)` over eval batches; keeps rows whose `mask` is True.
 
     Returns numpy `scores` (N, L) float32, `labels` (N,), `indices` (N,) and `loss` (N,), sorted
-    by sample index, each real sample exactly once (padding rows dropped).
+    by sample index, each real sample exactly once (padding rows dropped). When the batches hold
+    several clips per sample (rows sharing an `index`, told apart by `clip`), the clips'
+    probabilities are averaged (pyskl `average_clips='prob'`) and `scores` are their logs.
     """
-    scores, labels, indices, losses = [], [], [], []
+    rows = {k: [] for k in ("scores", "loss", "labels", "indices", "clips")}
     for batch in batches:
         gbatch = sharding_lib.shard_batch(batch, mesh)
         out = eval_fn(state, gbatch)
         mask = sharding_lib.gather_to_host(gbatch["mask"]).astype(bool)
-        scores.append(sharding_lib.gather_to_host(out["logits"])[mask])
-        losses.append(sharding_lib.gather_to_host(out["loss"])[mask])
-        labels.append(sharding_lib.gather_to_host(gbatch["label"])[mask])
+        rows["scores"].append(sharding_lib.gather_to_host(out["logits"])[mask])
+        rows["loss"].append(sharding_lib.gather_to_host(out["loss"])[mask])
+        rows["labels"].append(sharding_lib.gather_to_host(gbatch["label"])[mask])
         if "index" in gbatch:
-            indices.append(sharding_lib.gather_to_host(gbatch["index"])[mask])
-    if not scores:
+            rows["indices"].append(sharding_lib.gather_to_host(gbatch["index"])[mask])
+        if "clip" in gbatch:
+            rows["clips"].append(sharding_lib.gather_to_host(gbatch["clip"])[mask])
+    if not rows["scores"]:
         raise ValueError("the evaluation data produced no batches")
-    result = {"scores": np.concatenate(scores).astype(np.float32),
-              "labels": np.concatenate(labels).astype(np.int64),
-              "loss": np.concatenate(losses)}
-    if indices:
-        idx = np.concatenate(indices).astype(np.int64)
-        if len(np.unique(idx)) != len(idx):
-            raise ValueError("evaluation batches repeat sample indices; each sample must be seen "
-                             "once (is the eval iterator repeating?)")
-        order = np.argsort(idx, kind="stable")
-        result = {k: v[order] for k, v in result.items()}
-        result["indices"] = idx[order]
+    result = {"scores": np.concatenate(rows["scores"]).astype(np.float32),
+              "labels": np.concatenate(rows["labels"]).astype(np.int64),
+              "loss": np.concatenate(rows["loss"]).astype(np.float32)}
+    if not rows["indices"]:
+        return result
+    idx = np.concatenate(rows["indices"]).astype(np.int64)
+    clip = (np.concatenate(rows["clips"]).astype(np.int64) if rows["clips"]
+            else np.zeros_like(idx))
+    keys = idx * (clip.max() + 1) + clip
+    if len(np.unique(keys)) != len(keys):
+        raise ValueError("evaluation batches repeat a (sample, clip); each must be seen once "
+                         "(is the eval iterator repeating?)")
+    order = np.lexsort((clip, idx))
+    result = {k: v[order] for k, v in result.items()}
+    idx = idx[order]
+    uniq, start, counts = np.unique(idx, return_index=True, return_counts=True)
+    if np.any(counts != counts[0]):
+        raise ValueError("samples have different numbers of test clips")
+    if counts[0] > 1:  # multi-clip testing: average the clips' probabilities
+        s = result["scores"].reshape(len(uniq), counts[0], -1).astype(np.float64)
+        p = np.exp(s - s.max(-1, keepdims=True))
+        p = (p / p.sum(-1, keepdims=True)).mean(1)
+        labels = result["labels"][start]
+        result = {"scores": np.log(np.maximum(p, 1e-30)).astype(np.float32), "labels": labels,
+                  "loss": -np.log(np.maximum(p[np.arange(len(labels)), labels], 1e-30))}
+    result["indices"] = uniq
     return result
 
 

@@ -35,7 +35,7 @@ def train_step(state, batch, rng, *, learning_rate_fn):
         "loss": loss,
         "top1": jnp.mean(jnp.argmax(logits_NL, -1) == labels_N),
         "learning_rate": learning_rate_fn(state.step),
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": optax.tree.norm(grads),
     }
     return new_state, metrics
 

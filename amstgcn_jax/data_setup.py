@@ -1,0 +1,156 @@
+"""Config -> data for the training loop: train iterator, eval batches, sizes and class names.
+
+The loop needs only the `Data` fields; this module is the one place that maps `config.data` onto
+the input pipeline (`amstgcn_jax.pipeline`, `amstgcn_jax.transforms`), so those stay config-free.
+
+It also holds the NW-UCLA recipe of CTR-GCN (github.com/Uason-Chen/CTR-GCN @e1eef2d5,
+`feeders/feeder_ucla.py`, `config/ucla/default.yaml`), used by `configs/nwucla.py`:
+centre on joint 1 of the first frame, a random view change (rotation about x and y by integer
+degrees in [−60, 60]; the random scale is dropped because the next step cancels it), per-sample
+min-max normalisation of each axis to [−1, 1], then 52 frames: sorted random draws (train; upstream
+samples without replacement from every frame repeated 100 times) or `linspace` indices (test).
+Deviation: an axis whose range is 0 is left at 0 instead of dividing by zero.
+"""
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+
+@dataclasses.dataclass
+class Data:
+    train_iter: Any  # iterator of host-local batches, with get_state() / set_state(state)
+    steps_per_epoch: int
+    eval_batches: Callable[[], Iterable[dict]]  # fresh pass over the test set, padded + masked
+    sample_x: np.ndarray  # x of one batch (only its shape is used)
+    num_classes: int
+    class_names: Sequence[str] | None = None
+
+
+class RepeatedSource:
+    """`times` passes over `source` as one epoch (CTR-GCN's `repeat` feeder argument)."""
+
+    def __init__(self, source, times: int):
+        self.source, self.times = source, int(times)
+
+    def __len__(self):
+        return len(self.source) * self.times
+
+    def __getitem__(self, i):
+        return self.source[int(i) % len(self.source)]
+
+
+# ----------------------------------------------------------------------------- NW-UCLA recipe
+
+
+def _ucla_normalize(data_CTVM, agx_deg=0.0, agy_deg=0.0):
+    x_TVC = data_CTVM[..., 0].transpose(1, 2, 0).astype(np.float64)
+    x_TVC = x_TVC - x_TVC[0, 1]
+    ax, ay = math.radians(agx_deg), math.radians(agy_deg)
+    rx = np.array([[1, 0, 0], [0, math.cos(ax), math.sin(ax)], [0, -math.sin(ax), math.cos(ax)]])
+    ry = np.array([[math.cos(ay), 0, -math.sin(ay)], [0, 1, 0], [math.sin(ay), 0, math.cos(ay)]])
+    flat = x_TVC.reshape(-1, 3) @ (ry @ rx)
+    lo, hi = flat.min(0), flat.max(0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    flat = np.where(hi > lo, (flat - lo) / span * 2 - 1, 0.0)
+    return flat.reshape(x_TVC.shape)
+
+
+def _ucla_output(example, x_TVC, inds):
+    out = x_TVC[inds].transpose(2, 0, 1)[..., None].astype(np.float32)
+    return {**example, "data": np.ascontiguousarray(out), "length": len(inds)}
+
+
+def ucla_train(example: dict, rng: np.random.Generator, *, window: int = 52,
+               max_angle: int = 60) -> dict:
+    """CTR-GCN feeder_ucla, train branch (see module docstring)."""
+    t = int(example.get("length", example["data"].shape[1]))
+    agx, agy = rng.integers(-max_angle, max_angle, size=2, endpoint=True)
+    x_TVC = _ucla_normalize(example["data"][:, :t], agx, agy)
+    inds = np.sort(rng.choice(np.tile(np.arange(t), 100), window, replace=False))
+    return _ucla_output(example, x_TVC, inds)
+
+
+def ucla_test(example: dict, *, window: int = 52) -> dict:
+    """CTR-GCN feeder_ucla, test branch: no view change, `linspace` frame indices."""
+    t = int(example.get("length", example["data"].shape[1]))
+    x_TVC = _ucla_normalize(example["data"][:, :t])
+    return _ucla_output(example, x_TVC, np.linspace(0, t - 1, window).astype(np.int64))
+
+
+# ----------------------------------------------------------------------------- config -> data
+
+
+def _make_sources(dc, seed):
+    from amstgcn_jax import pipeline
+    if dc.name == "synthetic":
+        kw = dict(seed=seed, min_frames=dc.synthetic_min_frames,
+                  max_frames=dc.synthetic_max_frames)
+        train = pipeline.make_source("synthetic", split="train", num_samples=dc.num_train, **kw)
+        test = pipeline.make_source("synthetic", split="test", num_samples=dc.num_test, **kw)
+        return train, test, list(train.class_names)
+    if dc.name == "nw_ucla" and not dc.use_tfds:
+        # Read the JSON release into memory: no tensorflow_datasets needed.
+        from amstgcn_jax.readers import nwucla
+        if not dc.root:
+            raise ValueError("config.data.root must name the NW-UCLA all_sqe JSON directory")
+
+        def read(split):
+            return pipeline.ListSource([
+                {"data": d, "label": lab, "name": name, "length": d.shape[1]}
+                for name, d, lab in nwucla.read_nwucla_dir(dc.root, split)])
+        names = [f"a{a:02d}" for a in nwucla.ACTION_IDS]
+        return read("train"), read("val"), names
+    root = dc.root or None
+    train = pipeline.make_source(dc.name, split=dc.train_split, data_dir=root)
+    test = pipeline.make_source(dc.name, split=dc.test_split, data_dir=root)
+    return train, test, None
+
+
+def _make_transforms(dc, train: bool, layout):
+    from amstgcn_jax import transforms
+    if dc.recipe == "ucla":
+        mod = functools.partial(transforms.to_modality, modality=dc.modality, layout=layout)
+        op = (functools.partial(ucla_train, window=dc.window, max_angle=int(dc.rotation))
+              if train else functools.partial(ucla_test, window=dc.window))
+        return [op, mod]
+    ops = transforms.make_transforms(
+        dc.recipe, train=train, window=dc.window, modality=dc.modality, layout=layout,
+        score_channel=dc.score_channel, random_move_on=dc.random_move, rotation=dc.rotation,
+        num_clips=dc.num_clips, p_interval=tuple(dc.p_interval) if dc.p_interval else None)
+    return ops + [functools.partial(transforms.pad_persons, num_persons=dc.num_persons)]
+
+
+def make_data(dc, *, batch_size: int, local_batch_size: int, seed: int, eval_batch_size: int,
+              num_devices: int, layout=None) -> Data:
+    """Builds the train iterator and eval batches described by `config.data` (`dc`)."""
+    from amstgcn_jax import pipeline
+    del local_batch_size  # the pipeline derives it from the global size and the process count
+    if eval_batch_size % num_devices:
+        raise ValueError(f"eval_batch_size={eval_batch_size} is not divisible by the "
+                         f"{num_devices} devices")
+    train_src, test_src, class_names = _make_sources(dc, seed)
+    if dc.repeat > 1:
+        train_src = RepeatedSource(train_src, dc.repeat)
+    shard = dict(shard_index=jax.process_index(), shard_count=jax.process_count())
+    train_iter = pipeline.make_train_iter(
+        train_src, batch_size=batch_size, seed=seed,
+        transforms=_make_transforms(dc, True, layout), num_workers=dc.num_workers, **shard)
+    test_ops = _make_transforms(dc, False, layout)
+    eval_iterable = pipeline.make_eval_batches(
+        test_src, batch_size=eval_batch_size, transforms=test_ops,
+        num_clips=dc.num_clips if dc.recipe == "pyskl" else 1, num_workers=dc.num_workers,
+        **shard)
+    first = pipeline.make_eval_batches(test_src, batch_size=num_devices, transforms=test_ops,
+                                       **shard)
+    sample_x = next(iter(first))["x"]
+    num_classes = getattr(train_src, "num_classes", None) or len(class_names or ())
+    return Data(train_iter=train_iter,
+                steps_per_epoch=pipeline.train_steps_per_epoch(len(train_src), batch_size),
+                eval_batches=lambda: iter(eval_iterable), sample_x=sample_x,
+                num_classes=num_classes, class_names=class_names)

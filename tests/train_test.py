@@ -1,0 +1,174 @@
+"""Train step and loop: data parallel on fake CPU devices, 1-vs-4 device parity, no recompiles,
+loss going down, the non-finite-loss stop, and the end-to-end loop outputs."""
+
+import functools
+import json
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from amstgcn_jax import checkpoint as checkpoint_lib
+from amstgcn_jax import data_setup, optim, sharding, trainer
+from amstgcn_jax import train_state as train_state_lib
+from amstgcn_jax import train_step as train_step_lib
+from configs import synthetic
+
+NUM_CLASSES, T, V, M = 4, 16, 25, 1
+TINY = dict(variant="stgcn", num_classes=NUM_CLASSES, layout="ntu-rgb+d", data_bn="MVC",
+            blocks=((8, 1, False), (8, 2, True)), dropout=0.2)
+
+
+def _batch(index, batch_size=8, nan=False):
+    """Deterministic, learnable batch: the class sets which joints move along which axis."""
+    rng = np.random.default_rng([7, index])
+    label = rng.integers(0, NUM_CLASSES, batch_size).astype(np.int32)
+    x = 0.3 * rng.standard_normal((batch_size, M, T, V, 3)).astype(np.float32)
+    t = np.sin(np.linspace(0, 2 * np.pi, T, dtype=np.float32))
+    for i, c in enumerate(label):
+        x[i, :, :, c * 5:(c + 1) * 5, c % 3] += 2.0 * t[None, :, None]
+    if nan:
+        x[:] = np.nan
+    return {"x": x, "label": label, "mask": np.ones(batch_size, bool),
+            "index": np.arange(index * batch_size, (index + 1) * batch_size, dtype=np.int32)}
+
+
+class _FakeIter:
+    """Counter-based iterator with grain-style get_state/set_state."""
+
+    def __init__(self, batch_size, nan_at=None):
+        self.i, self.batch_size, self.nan_at = 0, batch_size, nan_at
+
+    def __next__(self):
+        b = _batch(self.i, self.batch_size, nan=self.i == self.nan_at)
+        self.i += 1
+        return b
+
+    def get_state(self):
+        return {"next_index": self.i}
+
+    def set_state(self, state):
+        self.i = state["next_index"]
+
+
+def _fake_data(batch_size, nan_at=None, steps_per_epoch=4, num_test=20, eval_batch=8):
+    def eval_batches():
+        for start in range(0, num_test, eval_batch):
+            b = _batch(1000 + start, eval_batch)
+            n = min(eval_batch, num_test - start)
+            b["mask"] = np.arange(eval_batch) < n
+            b["index"] = np.arange(start, start + eval_batch, dtype=np.int32)
+            yield b
+
+    return data_setup.Data(train_iter=_FakeIter(batch_size, nan_at), steps_per_epoch=steps_per_epoch,
+                           eval_batches=eval_batches, sample_x=_batch(0, batch_size)["x"],
+                           num_classes=NUM_CLASSES, class_names=[f"c{i}" for i in range(4)])
+
+
+def _setup(devices, *, lr=0.05, steps_per_epoch=4):
+    mesh = sharding.make_mesh(devices)
+    model = trainer.make_model(TINY)
+    lr_fn = optim.make_learning_rate_fn(learning_rate=lr, steps_per_epoch=steps_per_epoch,
+                                        decay_epochs=(2,))
+    tx = optim.make_optimizer(learning_rate_fn=lr_fn, momentum=0.9, nesterov=True,
+                              weight_decay=1e-4)
+    state = train_state_lib.create_train_state(jax.random.key(0), model, tx,
+                                               _batch(0)["x"], mesh)
+    state_sh = jax.tree.map(lambda x: x.sharding, state)
+    rep = sharding.replicated_sharding(mesh)
+    step = jax.jit(functools.partial(train_step_lib.train_step, learning_rate_fn=lr_fn),
+                   in_shardings=(state_sh, sharding.batch_sharding(mesh), rep),
+                   out_shardings=(state_sh, rep), donate_argnums=0)
+    return mesh, state, step
+
+
+def _run_losses(devices, num_steps, lr=0.05):
+    mesh, state, step = _setup(devices, lr=lr)
+    losses = []
+    for i in range(num_steps):
+        state, metrics = step(state, sharding.shard_batch(_batch(i), mesh), jax.random.key(1))
+        losses.append(float(metrics["loss"]))  # sync every step (XLA:CPU all-reduce deadlock)
+    return np.asarray(losses), state, step
+
+
+def test_one_train_step_on_8_devices():
+    assert jax.device_count() >= 8, "conftest should provide 8 fake CPU devices"
+    mesh, state, step = _setup(jax.devices()[:8])
+    batch = sharding.shard_batch(_batch(0), mesh)
+    assert batch["x"].sharding.spec == P("data")
+    assert len(batch["x"].addressable_shards) == 8
+    assert batch["x"].addressable_shards[0].data.shape == (1, M, T, V, 3)
+    old_kernel = np.asarray(state.params["head"]["kernel"])
+    state, metrics = step(state, batch, jax.random.key(1))
+    assert int(state.step) == 1
+    assert np.isfinite(float(metrics["loss"]))
+    assert float(metrics["learning_rate"]) == pytest.approx(0.05)
+    kernel = state.params["head"]["kernel"]
+    assert kernel.sharding.spec == P() and len(kernel.sharding.device_set) == 8
+    assert not np.allclose(np.asarray(kernel), old_kernel)
+    # A second step with new data reuses the compiled executable (no recompilation).
+    state, _ = step(state, sharding.shard_batch(_batch(1), mesh), jax.random.key(1))
+    jax.block_until_ready(state)
+    assert step._cache_size() == 1
+
+
+@pytest.fixture(scope="module")
+def four_device_run():
+    return _run_losses(jax.devices()[:4], 12, lr=0.2)
+
+
+def test_same_loss_curve_on_1_and_4_devices(four_device_run):
+    losses4, state4, _ = four_device_run
+    losses1, state1, _ = _run_losses(jax.devices()[:1], 12, lr=0.2)
+    np.testing.assert_allclose(losses4, losses1, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(state4.params["head"]["kernel"]),
+                               np.asarray(state1.params["head"]["kernel"]), rtol=1e-3, atol=1e-5)
+
+
+def test_loss_decreases(four_device_run):
+    losses, _, step = four_device_run
+    assert step._cache_size() == 1  # 12 steps, one compilation
+    assert losses[-4:].mean() < 0.8 * losses[:4].mean(), losses
+
+
+def _tiny_config(**overrides):
+    c = synthetic.get_config()
+    c.model = dict(TINY)
+    c.batch_size, c.eval_batch_size, c.num_epochs = 8, 8, 2
+    c.log_every_steps, c.eval_every_epochs, c.checkpoint_every_steps = 1, 1, 2
+    c.tensorboard = True
+    c.update(overrides)
+    return c
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_setup, "make_data",
+                        lambda *a, **k: _fake_data(8, nan_at=2, steps_per_epoch=8))
+    config = _tiny_config(eval_every_epochs=0)
+    with pytest.raises(trainer.NonFiniteLossError, match=r"at step 3\b.*last good checkpoint is "
+                                                         r"step 2"):
+        trainer.train_and_evaluate(config, tmp_path)
+    assert checkpoint_lib.Checkpointer(tmp_path).latest_step() == 2
+    _, step = checkpoint_lib.load_variables(tmp_path)
+    assert step == 2
+
+
+def test_train_and_evaluate_writes_everything(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_setup, "make_data", lambda *a, **k: _fake_data(8))
+    summary = trainer.train_and_evaluate(_tiny_config(), tmp_path)
+    assert summary["steps"] == 8 and summary["num_samples"] == 20
+    assert 0.0 <= summary["top1"] <= 1.0 and summary["best_top1"] >= summary["top1"]
+    assert json.loads((tmp_path / "config.json").read_text())["batch_size"] == 8
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 8
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "train/loss" in r] == list(range(1, 9))
+    assert [r["step"] for r in records if "eval/top1" in r] == [4, 8]
+    assert list((tmp_path / "tb").iterdir()), "no TensorBoard event file"
+    with np.load(tmp_path / "scores_test.npz") as z:
+        assert z["scores"].shape == (20, NUM_CLASSES)
+        np.testing.assert_array_equal(z["indices"], np.arange(20))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["4", "6", "8"]
+    assert len(list((tmp_path / "best").iterdir())) == 1
+    for name in ("curves.png", "confusion_matrix.png", "per_class_accuracy.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
