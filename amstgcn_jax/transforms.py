@@ -93,20 +93,20 @@ def random_move(example: dict, rng: np.random.Generator, *,
     """
     data = example["data"]
     c, t, v, m = data.shape
-    move_time = int(rng.choice(np.asarray(move_time_candidate)))
+    def choice(candidates, n=None):  # uniform choice, as np.random.choice (cheaper draw)
+        candidates = np.asarray(candidates, float)
+        return candidates[rng.integers(len(candidates), size=n)]
+
+    move_time = int(choice(move_time_candidate))
     node = np.append(np.arange(0, t, t * 1.0 / move_time).round().astype(int), t)
     num_node = len(node)
-    a_key = rng.choice(np.asarray(angle_candidate, float), num_node)
-    s_key = rng.choice(np.asarray(scale_candidate, float), num_node)
-    tx_key = rng.choice(np.asarray(transform_candidate, float), num_node)
-    ty_key = rng.choice(np.asarray(transform_candidate, float), num_node)
-    a, s, tx, ty = (np.zeros(t) for _ in range(4))
-    for i in range(num_node - 1):
-        sl, n = slice(node[i], node[i + 1]), node[i + 1] - node[i]
-        a[sl] = np.linspace(a_key[i], a_key[i + 1], n) * np.pi / 180
-        s[sl] = np.linspace(s_key[i], s_key[i + 1], n)
-        tx[sl] = np.linspace(tx_key[i], tx_key[i + 1], n)
-        ty[sl] = np.linspace(ty_key[i], ty_key[i + 1], n)
+    keys = np.stack([choice(angle_candidate, num_node), choice(scale_candidate, num_node),
+                     choice(transform_candidate, num_node), choice(transform_candidate, num_node)])
+    curves = np.zeros((4, t))  # angle (degrees), scale, tx, ty
+    for i in range(num_node - 1):  # one vectorised linspace per segment (same arithmetic)
+        curves[:, node[i]:node[i + 1]] = np.linspace(keys[:, i], keys[:, i + 1],
+                                                     node[i + 1] - node[i], axis=1)
+    a, s, tx, ty = curves[0] * np.pi / 180, curves[1], curves[2], curves[3]
     theta = np.array([[np.cos(a) * s, -np.sin(a) * s], [np.sin(a) * s, np.cos(a) * s]])
     out = data.copy()
     xy = np.einsum("ijt,jtvm->itvm", theta, data[0:2].astype(np.float64))
@@ -303,11 +303,19 @@ def to_model_input(example: dict) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=256)
+def _has_rng_param(fn: Callable) -> bool:
+    return "rng" in inspect.signature(fn).parameters
+
+
 def takes_rng(fn: Callable) -> bool:
     """True if `fn` is a random op (its signature has an `rng` parameter)."""
     while isinstance(fn, functools.partial):
         fn = fn.func
-    return "rng" in inspect.signature(fn).parameters
+    try:
+        return _has_rng_param(fn)
+    except TypeError:  # unhashable callable
+        return "rng" in inspect.signature(fn).parameters
 
 
 def apply_transforms(example: dict, transforms: Sequence[Callable],

@@ -100,12 +100,12 @@ def test_random_move_matches_reference_loop():
     kw = dict(move_time_candidate=(2,))
     out = T.random_move(ex, np.random.default_rng(5), **kw)["data"]
     rng = np.random.default_rng(5)  # replay the draws in the same order
-    move_time = rng.choice(np.array([2]))
+    move_time = np.array([2])[rng.integers(1)]
     node = np.append(np.arange(0, 12, 12 / move_time).round().astype(int), 12)
-    a_k = rng.choice(np.array([-10.0, -5.0, 0.0, 5.0, 10.0]), len(node))
-    s_k = rng.choice(np.array([0.9, 1.0, 1.1]), len(node))
-    tx_k = rng.choice(np.array([-0.2, -0.1, 0.0, 0.1, 0.2]), len(node))
-    ty_k = rng.choice(np.array([-0.2, -0.1, 0.0, 0.1, 0.2]), len(node))
+    a_k = np.array([-10.0, -5.0, 0.0, 5.0, 10.0])[rng.integers(5, size=len(node))]
+    s_k = np.array([0.9, 1.0, 1.1])[rng.integers(3, size=len(node))]
+    tx_k = np.array([-0.2, -0.1, 0.0, 0.1, 0.2])[rng.integers(5, size=len(node))]
+    ty_k = np.array([-0.2, -0.1, 0.0, 0.1, 0.2])[rng.integers(5, size=len(node))]
     ref = data.copy()
     for i in range(len(node) - 1):
         for f in range(node[i], node[i + 1]):
