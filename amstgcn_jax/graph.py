@@ -49,7 +49,8 @@ class Layout:
             if not (0 <= i < v and 0 <= j < v):
                 raise ValueError(f"layout {self.name!r}: edge {(i, j)} outside 0..{v - 1}")
             if i == j:
-                raise ValueError(f"layout {self.name!r}: self-edge {(i, j)} (self-links are implicit)")
+                raise ValueError(f"layout {self.name!r}: self-edge {(i, j)} "
+                                 f"(self-links are implicit)")
         undirected = [frozenset(e) for e in edges]
         if len(set(undirected)) != len(undirected):
             raise ValueError(f"layout {self.name!r}: duplicate edges in {edges}")

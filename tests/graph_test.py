@@ -43,7 +43,8 @@ def test_every_parity_npz_adjacency_is_reproduced(shared_dir):
     for f in files:
         a_ref = np.load(f)["A"]
         layout = _LAYOUT_FOR_V[a_ref.shape[-1]]
-        np.testing.assert_array_equal(graph.build_adjacency(layout, "spatial"), a_ref, err_msg=f.name)
+        np.testing.assert_array_equal(graph.build_adjacency(layout, "spatial"), a_ref,
+                                      err_msg=f.name)
 
 
 @pytest.mark.parametrize("name", sorted(_AGCN_FIXTURE_LAYOUTS))
@@ -83,9 +84,12 @@ def test_layouts_are_trees_connected_zero_based(name):
     assert layout.source
 
 
+_HOPS = ((1, 1), (2, 1), (2, 2), (3, 1))
+
+
 @pytest.mark.parametrize("name,strategy,max_hop,dilation", [
     (n, s, h, d) for n, s, (h, d) in itertools.product(
-        sorted(graph.LAYOUTS), ("uniform", "distance", "spatial"), ((1, 1), (2, 1), (2, 2), (3, 1)))])
+        sorted(graph.LAYOUTS), ("uniform", "distance", "spatial"), _HOPS)])
 def test_columns_sum_to_one_and_subset_count(name, strategy, max_hop, dilation):
     a = graph.build_adjacency(name, strategy, max_hop=max_hop, dilation=dilation)
     v = graph.LAYOUTS[name].num_nodes
