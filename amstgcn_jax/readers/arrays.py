@@ -154,7 +154,10 @@ def read_stgcn_arrays(data_path: str | os.PathLike, label_path: str | os.PathLik
 def read_ctrgcn_npz(path: str | os.PathLike, part: str, *, num_person: int = 2,
                     num_joint: int = 25) -> tuple[np.ndarray, np.ndarray]:
     """Reads ``x_{part}``/``y_{part}`` of a CTR-GCN ``.npz``; returns ``(N, C, T, V, M)`` float32
-    and int64 labels (``argmax`` of the one-hot rows, each checked to have exactly one 1)."""
+    and int64 labels (``argmax`` of the one-hot rows, each checked to have exactly one 1).
+
+    The data is a strided view of the stored ``(N, T, M*V*C)`` array (NTU-60 xsub train is
+    7 GB; no second copy): take ``np.ascontiguousarray(x[i])`` per sample."""
     path = os.fspath(path)
     if part not in ("train", "test"):
         raise ValueError(f"part must be 'train' or 'test', got {part!r}")
@@ -174,11 +177,12 @@ def read_ctrgcn_npz(path: str | os.PathLike, part: str, *, num_person: int = 2,
     if y.ndim != 2 or y.shape[0] != x.shape[0] or not ((y == 0) | (y == 1)).all() \
             or not (y.sum(axis=1) == 1).all():
         raise SkeletonFormatError(path, f"y_{part} is not one-hot rows matching x_{part}")
-    if not np.isfinite(x).all():
-        raise SkeletonFormatError(path, f"x_{part} holds NaN or infinite values")
+    for start in range(0, x.shape[0], 256):  # chunked: no N-sized boolean temporary
+        if not np.isfinite(x[start:start + 256]).all():
+            raise SkeletonFormatError(path, f"x_{part} holds NaN or infinite values")
     n, t, _ = x.shape
-    x = x.reshape(n, t, num_person, num_joint, -1).transpose(0, 4, 1, 3, 2)
-    return np.ascontiguousarray(x, dtype=np.float32), y.argmax(axis=1).astype(np.int64)
+    x = x.astype(np.float32, copy=False).reshape(n, t, num_person, num_joint, -1)
+    return x.transpose(0, 4, 1, 3, 2), y.argmax(axis=1).astype(np.int64)
 
 
 def read_pyskl_pickle(path: str | os.PathLike) -> tuple[dict[str, list[str]] | None, list[dict]]:
@@ -224,6 +228,9 @@ def pyskl_to_array(ann: dict, *, path: str = "<annotation>", with_score: bool = 
     if not isinstance(ann, dict):
         raise SkeletonFormatError(path, "annotation is not a dict")
     kp = ann.get("keypoint")
+    if kp is None and "raw_file" in ann:
+        raise SkeletonFormatError(path, f"{where}keypoints are stored in external files "
+                                        "('raw_file', mmaction2 Kinetics-400 style), not supported")
     if not isinstance(kp, np.ndarray) or kp.ndim != 4 or kp.dtype.kind != "f":
         got = f"shape {kp.shape} dtype {kp.dtype}" if isinstance(kp, np.ndarray) else repr(type(kp))
         raise SkeletonFormatError(path, f"{where}'keypoint' must be a float (M, T, V, C) array, "
