@@ -142,3 +142,21 @@ def test_worker_processes_match_in_process_and_resume():
     for x, y in zip(ref, got):
         for k in x:
             np.testing.assert_array_equal(x[k], y[k])
+
+
+def test_iterator_state_through_orbax(tmp_path):
+    """The trainer saves the iterator with grain.checkpoint.CheckpointSave inside orbax."""
+    grain = pytest.importorskip("grain")
+    ocp = pytest.importorskip("orbax.checkpoint")
+    src = _ToySource(13)
+    it = pipeline.make_train_iter(src, batch_size=4, seed=9, transforms=TRAIN_OPS)
+    _take(it, 4)
+    mngr = ocp.CheckpointManager(tmp_path / "ckpt")
+    mngr.save(4, args=ocp.args.Composite(data_iter=grain.checkpoint.CheckpointSave(it)))
+    mngr.wait_until_finished()
+    expected = _take(it, 3)
+    fresh = pipeline.make_train_iter(src, batch_size=4, seed=9, transforms=TRAIN_OPS)
+    mngr.restore(4, args=ocp.args.Composite(data_iter=grain.checkpoint.CheckpointRestore(fresh)))
+    for x, y in zip(expected, _take(fresh, 3)):
+        np.testing.assert_array_equal(x["x"], y["x"])
+        np.testing.assert_array_equal(x["index"], y["index"])

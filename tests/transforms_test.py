@@ -223,3 +223,23 @@ def test_crop_resize_matches_torch_interpolate(t_in, window):
                                           align_corners=False)
     ref = ref.squeeze().view(3, 25, 2, window).permute(0, 3, 1, 2).numpy()
     np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_order_persons_matches_feeder_expression():
+    rng = np.random.default_rng(3)
+    data = rng.uniform(size=(3, 6, 18, 5)).astype(np.float32)
+    out = T.order_persons({"data": data, "label": 0}, num_person_out=2)["data"]
+    sort_index = (-data[2, :, :, :].sum(axis=1)).argsort(axis=1)  # feeder_kinetics.py
+    ref = np.stack([data[:, t, :, sort_index[t]].transpose((1, 2, 0)) for t in range(6)], 1)
+    np.testing.assert_array_equal(out, ref[..., :2])
+
+
+def test_pad_persons_and_auto_pad():
+    data = np.ones((3, 5, 25, 1), np.float32)
+    ex = {"data": data, "label": 0, "length": 5}
+    two = T.pad_persons(ex, num_persons=2)["data"]
+    assert two.shape == (3, 5, 25, 2) and not two[..., 1].any()
+    padded = T.auto_pad(ex, size=8)
+    assert padded["data"].shape == (3, 8, 25, 1) and not padded["data"][:, 5:].any()
+    assert padded["length"] == 5  # the true length is kept
+    assert T.auto_pad(ex, size=3) is ex  # longer inputs unchanged, as upstream
