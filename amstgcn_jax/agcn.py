@@ -18,6 +18,7 @@ attention blocks (AM-STGCN) can be placed after the graph conv ("convs") or the 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -25,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from amstgcn_jax import graph
+from amstgcn_jax.layers import make_attention
 
 # (out channels, temporal stride, block residual) of upstream l1 ... l10.
 AGCN_BLOCKS = (
@@ -147,24 +149,20 @@ class AdaptiveGraphConv(nn.Module):
         return nn.relu(y_NTVC + down_NTVC), attn_NKVV
 
 
-def _make_attention(kind: str, name: str, dtype):
-    from amstgcn_jax import attention  # lazy: only models with attention need it
-
-    return attention.make_attention(kind, dtype=dtype, name=name)
-
-
 class AGCNBlock(nn.Module):
     """Upstream `TCN_GCN_unit`: `ReLU(tcn(gcn(x)) + residual(x))`, plus optional attention blocks.
 
-    `attention_s` / `attention_t`: attention kinds applied in order after the graph conv
-    (ConvS) / after the temporal conv (ConvT, before the residual sum), as in the ST-GCN model.
+    `attention_convs` / `attention_convt`: `(kind, options)` pairs applied in order after the
+    graph conv unit (ConvS, on its ReLU output) / after the temporal unit (ConvT: conv + BN, right
+    before the residual sum), placed and named (`attn_convs{j}`, `attn_convt{j}`) exactly as in
+    `layers.STGCNBlock`.
     """
 
     features: int
     stride: int = 1
     residual: bool = True
-    attention_s: tuple[str, ...] = ()
-    attention_t: tuple[str, ...] = ()
+    attention_convs: tuple = ()
+    attention_convt: tuple = ()
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -174,8 +172,8 @@ class AGCNBlock(nn.Module):
             x_NTVC, adj_KVV, train
         )
         y_NTVC = gcn_NTVC
-        for j, kind in enumerate(self.attention_s):
-            y_NTVC = _make_attention(kind, f"attention_s{j}", self.dtype)(y_NTVC, train)
+        for j, (kind, options) in enumerate(self.attention_convs):
+            y_NTVC = make_attention(kind, "convs", j, dict(options), self.dtype)(y_NTVC, train)
         y_NTVC = nn.Conv(
             self.features,
             (9, 1),
@@ -186,8 +184,8 @@ class AGCNBlock(nn.Module):
             name="tcn_conv",
         )(y_NTVC)
         y_NTVC = _batch_norm("tcn_bn", train, self.dtype)(y_NTVC)
-        for j, kind in enumerate(self.attention_t):
-            y_NTVC = _make_attention(kind, f"attention_t{j}", self.dtype)(y_NTVC, train)
+        for j, (kind, options) in enumerate(self.attention_convt):
+            y_NTVC = make_attention(kind, "convt", j, dict(options), self.dtype)(y_NTVC, train)
         if not self.residual:
             res_NTVC = 0.0
         elif in_features == self.features and self.stride == 1:
@@ -208,47 +206,48 @@ class AGCNBlock(nn.Module):
 
 # ---------------------------------------------------------------- model
 
-_WHERE = ("convs", "convt")
 
+def _attention_by_block(attention, layer_indexing: str, num_blocks: int):
+    """Placements (the `model.AMSTGCN` format) -> per block `(ConvS list, ConvT list)`."""
+    from amstgcn_jax.model import normalize_attention  # lazy: model.py imports this module lazily
 
-def _attention_by_block(attention, num_blocks: int):
-    """Placement tuples `(kind, where, block, count)` -> per-block `(kinds after S, kinds after T)`."""
-    after_s = [[] for _ in range(num_blocks)]
-    after_t = [[] for _ in range(num_blocks)]
-    for placement in attention or ():
-        if len(placement) != 4:
-            raise ValueError(
-                f"attention placement {placement!r}: expected (kind, 'convs'|'convt', block, count)"
-            )
-        kind, where, block, count = placement
-        where = str(where).lower()
-        if where not in _WHERE:
-            raise ValueError(f"attention placement {placement!r}: where must be one of {_WHERE}")
-        if not 0 <= int(block) < num_blocks:
-            raise ValueError(f"attention placement {placement!r}: block must be in 0..{num_blocks - 1}")
-        if int(count) < 1:
-            raise ValueError(f"attention placement {placement!r}: count must be >= 1")
-        target = after_s if where == "convs" else after_t
-        target[int(block)].extend([str(kind)] * int(count))
-    return [tuple(a) for a in after_s], [tuple(a) for a in after_t]
+    per_block = [([], []) for _ in range(num_blocks)]
+    for kind, where, layer, count, options in normalize_attention(attention):
+        if layer_indexing == "paper":
+            if not 1 <= layer < num_blocks:
+                raise ValueError(f"attention layer {layer}: paper layers are 1..{num_blocks - 1} "
+                                 f"(layer L is block{{L}}; use layer_indexing='code' for 0)")
+        elif layer_indexing == "code":
+            if not 0 <= layer < num_blocks:
+                raise ValueError(f"attention block index {layer} outside 0..{num_blocks - 1}")
+        else:
+            raise ValueError(f"layer_indexing must be 'paper' or 'code', got {layer_indexing!r}")
+        per_block[layer][0 if where == "convs" else 1].extend([(kind, options)] * count)
+    return [(tuple(s), tuple(t)) for s, t in per_block]
 
 
 class AGCN(nn.Module):
     """2s-AGCN one stream (Js-AGCN on joints, Bs-AGCN on bones), optionally with attention.
 
-    `apply(variables, x_NMTVC, train)` -> `(logits_NL, out)`; `out` holds `data_bn_out`,
-    `block{i}`, `block{i}_gcn` (all `[N, M, T, V, C]`), `block{i}_attn` (`C_k`, `[N, M, K, V, V]`),
-    `feature` (last block), `pooled` (`[N, 256]`, the input of the classifier).
-    Block i is upstream `l{i+1}`.
+    `apply(variables, x_NMTVC, train)` -> `(logits_NL, out)`; as in `model.AMSTGCN`, `out` holds
+    `data_bn_out`, `block{i}` and `block{i}_gcn` (the graph-conv unit's output) as `[N*M, T, V, C]`,
+    `block{i}_attn` (the data-dependent graphs C_k, `[N*M, K, V, V]`, columns summing to 1),
+    `feature` (`[N, M, T', V, 256]`) and `pooled` (`[N, 256]`, the input of the classifier).
+    Block i is upstream `l{i+1}`. `attention` takes the placements of `model.AMSTGCN`
+    (`(kind, "convs"|"convt", layer, count[, options])`, layer L = `block{L}` with the default
+    `layer_indexing="paper"`). `dtype` is the compute dtype; params, BN statistics, the
+    attention logits/softmax and the logits stay float32.
     """
 
-    num_classes: int
+    num_classes: int = 60
     layout: Any = "ntu-rgb+d"
     in_channels: int = 3
     strategy: str = "agcn"  # "spatial" (upstream's labeling_mode) is accepted as a synonym
     data_bn: str = "MVC"
     dropout: float = 0.0
-    attention: tuple = ()
+    attention: Any = ()
+    layer_indexing: str = "paper"
+    blocks: Sequence[tuple[int, int, bool]] = AGCN_BLOCKS  # (width, stride, residual); tests shrink it
     dtype: Any = "float32"
 
     @nn.compact
@@ -270,31 +269,34 @@ class AGCN(nn.Module):
                 f"AGCN input {x_NMTVC.shape} (N, M, T, V, C) does not match layout "
                 f"{self.layout!r} (V={adj_KVV.shape[-1]}) and in_channels={self.in_channels}"
             )
-        after_s, after_t = _attention_by_block(self.attention, len(AGCN_BLOCKS))
+        placements = _attention_by_block(self.attention, self.layer_indexing, len(self.blocks))
         out = {}
 
         # BatchNorm1d over M*V*C channels indexed m*V*C + v*C + c (one set per person slot)
         x_NTF = jnp.transpose(x_NMTVC, (0, 2, 1, 3, 4)).reshape(n, t, m * v * c)
         x_NTF = _batch_norm("data_bn", train, jnp.float32)(x_NTF.astype(jnp.float32))
         x_NMTVC = jnp.transpose(x_NTF.reshape(n, t, m, v, c), (0, 2, 1, 3, 4))
-        out["data_bn_out"] = x_NMTVC
+        x_NTVC = x_NMTVC.reshape(n * m, t, v, c)
+        out["data_bn_out"] = x_NTVC
 
-        x_NTVC = x_NMTVC.reshape(n * m, t, v, c).astype(dtype)
-        for i, (features, stride, residual) in enumerate(AGCN_BLOCKS):
+        x_NTVC = x_NTVC.astype(dtype)
+        for i, ((features, stride, residual), (att_s, att_t)) in enumerate(
+            zip(self.blocks, placements)
+        ):
             x_NTVC, gcn_NTVC, attn_NKVV = AGCNBlock(
                 features,
                 stride,
                 residual,
-                attention_s=after_s[i],
-                attention_t=after_t[i],
+                attention_convs=att_s,
+                attention_convt=att_t,
                 dtype=dtype,
                 name=f"block{i}",
             )(x_NTVC, adj_KVV, train)
-            out[f"block{i}_gcn"] = gcn_NTVC.reshape(n, m, *gcn_NTVC.shape[1:])
-            out[f"block{i}_attn"] = attn_NKVV.reshape(n, m, *attn_NKVV.shape[1:])
-            out[f"block{i}"] = x_NTVC.reshape(n, m, *x_NTVC.shape[1:])
+            out[f"block{i}_gcn"] = gcn_NTVC
+            out[f"block{i}_attn"] = attn_NKVV
+            out[f"block{i}"] = x_NTVC
 
-        out["feature"] = out[f"block{len(AGCN_BLOCKS) - 1}"]
+        out["feature"] = x_NTVC.reshape(n, m, *x_NTVC.shape[1:])
         # mean over (T, V), then over the M person slots (absent persons included, as upstream)
         pooled_NC = jnp.mean(out["feature"].astype(jnp.float32), axis=(2, 3)).mean(axis=1)
         out["pooled"] = pooled_NC

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from amstgcn_jax.agcn import AGCN, AGCN_BLOCKS
+from amstgcn_jax.agcn import AGCN
 
 # Joint count -> layout of the upstream graph classes (graph.ntu_rgb_d.Graph, graph.kinetics.Graph).
 LAYOUT_BY_NUM_JOINTS = {25: "ntu-rgb+d", 18: "openpose"}
@@ -54,7 +54,8 @@ def _modules(params: Mapping):
     """(torch prefix, kind, flax module path) in upstream `state_dict()` order, for the modules
     present in `params`."""
     yield "data_bn", "bn", ("data_bn",)
-    for i in range(len(AGCN_BLOCKS)):
+    num_blocks = sum(1 for name in params if name.startswith("block"))
+    for i in range(num_blocks):
         block, l = f"block{i}", f"l{i + 1}"
         yield f"{l}.gcn1.PA", "param", (block, "gcn", "PA")
         for x in "abd":

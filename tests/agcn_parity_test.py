@@ -82,17 +82,17 @@ def _to_reference_layout(out, ref):
     got = {
         "logits": out["logits"],
         "pooled": out["pooled"],
-        # (N, M, T, V, C) -> (N, M*V*C, T), channel m*V*C + v*C + c
-        "data_bn_out": out["data_bn_out"].transpose(0, 1, 3, 4, 2).reshape(n, m * v * c, t),
+        # (N*M, T, V, C) -> (N, M*V*C, T), channel m*V*C + v*C + c
+        "data_bn_out": out["data_bn_out"].reshape(n, m, t, v, c).transpose(0, 1, 3, 4, 2)
+        .reshape(n, m * v * c, t),
     }
-    feature = out["feature"]
+    feature = out["feature"]  # (N, M, T', V, C) -> (N*M, C, T', V)
     got["feature"] = feature.reshape(n * m, *feature.shape[2:]).transpose(0, 3, 1, 2)
     for i in range(10):
-        for key, ours in ((f"block{i}_tmean", f"block{i}"), (f"block{i}_gcn_tmean", f"block{i}_gcn")):
-            tmean = out[ours].mean(axis=2)  # (N, M, V, C)
-            got[key] = tmean.reshape(n * m, *tmean.shape[2:]).transpose(0, 2, 1)
-        attn = out[f"block{i}_attn"]
-        got[f"block{i}_attn"] = attn.reshape(n * m, *attn.shape[2:])
+        # (N*M, T, V, C) -> time mean (N*M, C, V)
+        got[f"block{i}_tmean"] = out[f"block{i}"].mean(axis=1).transpose(0, 2, 1)
+        got[f"block{i}_gcn_tmean"] = out[f"block{i}_gcn"].mean(axis=1).transpose(0, 2, 1)
+        got[f"block{i}_attn"] = out[f"block{i}_attn"]  # (N*M, K, V, V), row n*M + m
     return got
 
 
