@@ -153,6 +153,10 @@ def test_reader_matches_reference(group, name, entry):
         got, label = out
         if want_data is not None:
             _assert_same_array(got, want_data, f"{name} data")
+        if "data_feeder_float64" in ref:  # the feeder item before the float32 cast
+            got64, _ = kinetics.read_kinetics_json(source, max_frame=shape[1], num_joint=shape[2],
+                                                   num_person_out=shape[3], dtype=np.float64)
+            _assert_same_array(got64, ref["data_feeder_float64"], f"{name} float64 item")
         if want_label is not None:
             assert label == int(want_label)
 

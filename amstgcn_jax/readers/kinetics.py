@@ -103,12 +103,13 @@ def _as_matrix(path, rows, n, key, slots, raw: bytes) -> np.ndarray:
 def read_kinetics_json(path: str | os.PathLike, *, num_person_in: int = NUM_PERSON_IN,
                        num_person_out: int = NUM_PERSON_OUT, num_joint: int = NUM_JOINTS,
                        max_frame: int = MAX_FRAME, truncate: bool = False,
-                       sort_kind: str | None = None) -> tuple[np.ndarray, int]:
+                       sort_kind: str | None = None, dtype=np.float32) -> tuple[np.ndarray, int]:
     """Reads one Kinetics-skeleton clip as the official converter's row.
 
     Returns:
       ``(data, label)``: float32 ``(3, max_frame, num_joint, num_person_out)`` with channels
-      ``(x - 0.5, y - 0.5, score)``, and the JSON ``label_index`` (int).
+      ``(x - 0.5, y - 0.5, score)``, and the JSON ``label_index`` (int). ``dtype=np.float64``
+      gives the ``Feeder_kinetics`` item before the converter's float32 cast.
 
     Raises:
       EmptySkeletonError: valid JSON with no skeleton in any entry.
@@ -169,7 +170,7 @@ def read_kinetics_json(path: str | os.PathLike, *, num_person_in: int = NUM_PERS
     data[1][data[2] == 0] = 0
     sort_index_TM = (-data[2].sum(axis=1)).argsort(axis=1, kind=sort_kind)
     data = np.take_along_axis(data, sort_index_TM[None, :, None, :], axis=3)
-    return data[:, :, :, :num_person_out].astype(np.float32), int(label)
+    return data[:, :, :, :num_person_out].astype(dtype), int(label)
 
 
 def read_kinetics_labels(path: str | os.PathLike) -> dict[str, KineticsLabel]:
