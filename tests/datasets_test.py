@@ -143,6 +143,22 @@ def test_stgcn_arrays_build_skips_nan_rows(tmp_path):
     np.testing.assert_array_equal(got[1]["data"], data[2][:, :7])
 
 
+def test_ctrgcn_npz_builds(tmp_path):
+    rng = np.random.default_rng(1)
+    x = np.zeros((3, 8, 2 * 25 * 3), np.float32)  # (N, T, M*V*C)
+    x[:, :5] = rng.normal(size=(3, 5, 150))
+    x[2] = 0  # an empty row is skipped
+    y = np.eye(4)[[1, 3, 0]]
+    np.savez(tmp_path / "NTU60_CS.npz", x_train=x, y_train=y, x_test=x[:1], y_test=y[:1])
+    b = build_cli.build("skeleton_arrays/ctrgcn", data_dir=str(tmp_path / "tfds"),
+                        manual_dir=str(tmp_path), quiet=True)
+    assert [n for n, _ in b.skipped["train"]] == ["train_000002"]
+    got = _read_all(b, "train")
+    assert [g["label"] for g in got] == [1, 3]
+    ref = x[1].reshape(8, 2, 25, 3).transpose(3, 0, 2, 1)[:, :5]
+    np.testing.assert_array_equal(got[1]["data"], ref)
+
+
 def test_pyskl_pickle_builds(tmp_path, shared_dir):
     src = shared_dir / "data" / "array-format-samples" / "example_UCF101_skeleton.pkl"
     manual = tmp_path / "raw"

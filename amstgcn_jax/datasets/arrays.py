@@ -6,6 +6,8 @@
 - `pyskl`: a manual directory holding one pyskl / mmaction2 annotation pickle (`*.pkl`); every
   entry of its `split` dict becomes a TFDS split of the same name (e.g. "xsub_train"), or a
   single "train" split without one. `data` is (C[+score], T, V, M) as `readers.arrays`.
+- `ctrgcn`: a manual directory holding one CTR-GCN `NTU60_CS.npz`-style file (`x_train`,
+  `y_train`, `x_test`, `y_test`) → splits "train" / "test", names `{split}_{i:06d}`.
 Shapes vary by dataset, so `data` is stored with all four dimensions dynamic (zlib-encoded);
 `label` is a plain integer. Pickles are read with the restricted unpickler only.
 """
@@ -39,6 +41,7 @@ class SkeletonArrays(SkeletonBuilder):
     BUILDER_CONFIGS = [
         tfds.core.BuilderConfig(name="stgcn", description="ST-GCN {part}_data.npy + label.pkl"),
         tfds.core.BuilderConfig(name="pyskl", description="pyskl / mmaction2 annotation pickle"),
+        tfds.core.BuilderConfig(name="ctrgcn", description="CTR-GCN NTU*_C*.npz"),
     ]
 
     def _info(self):
@@ -57,6 +60,8 @@ class SkeletonArrays(SkeletonBuilder):
             if not splits:
                 raise FileNotFoundError(f"no train_data.npy or val_data.npy in {root}")
             return {s: self._generate_examples(s, self._stgcn(root, s)) for s in splits}
+        if self.builder_config.name == "ctrgcn":
+            return {s: self._generate_examples(s, self._ctrgcn(root, s)) for s in ("train", "test")}
         pkls = sorted(glob.glob(os.path.join(root, "*.pkl")))
         if len(pkls) != 1:
             raise FileNotFoundError(f"expected exactly one annotation .pkl in {root}, found "
@@ -69,6 +74,11 @@ class SkeletonArrays(SkeletonBuilder):
     def _stgcn(self, root, split):
         def make(log):
             yield from examples.stgcn_array_examples(root, split=split, log=log)
+        return make
+
+    def _ctrgcn(self, root, split):
+        def make(log):
+            yield from examples.ctrgcn_npz_examples(root, split=split, log=log)
         return make
 
     def _pyskl(self, path, split):

@@ -40,6 +40,9 @@ def check_manual_dir(name: str, manual_dir: str) -> None:
         if not any(os.path.isfile(os.path.join(manual_dir, f"{p}_data.npy"))
                    for p in ("train", "val")):
             raise FileNotFoundError(f"no train_data.npy or val_data.npy in {manual_dir}")
+    elif base == "skeleton_arrays" and config == "ctrgcn":
+        if len([f for f in os.listdir(manual_dir) if f.endswith(".npz")]) != 1:
+            raise FileNotFoundError(f"expected exactly one CTR-GCN .npz in {manual_dir}")
 
 
 def build(name: str, *, data_dir: str | None, manual_dir: str | None = None,

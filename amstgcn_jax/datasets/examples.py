@@ -197,6 +197,30 @@ def stgcn_array_examples(root, *, split: str, log: SkipLog) -> Iterator[tuple[st
         yield _example(name, _trim(data), int(split_arrays.labels[i]))
 
 
+def ctrgcn_npz_examples(root, *, split: str, log: SkipLog) -> Iterator[tuple[str, dict]]:
+    """CTR-GCN `NTU60_CS.npz`-style file (`x_train`/`y_train`, `x_test`/`y_test`) in `root`
+    (a directory holding exactly one `.npz`, or the file itself). Names are `{split}_{i:06d}`;
+    rows are cut after their last non-empty frame."""
+    from amstgcn_jax.readers import arrays
+    path = os.fspath(root)
+    if os.path.isdir(path):
+        found = sorted(f for f in os.listdir(path) if f.endswith(".npz"))
+        if len(found) != 1:
+            raise FileNotFoundError(f"expected exactly one CTR-GCN .npz in {path}, found "
+                                    f"{len(found)}")
+        path = os.path.join(path, found[0])
+    elif not os.path.isfile(path):
+        raise FileNotFoundError(f"CTR-GCN .npz not found: {path}")
+    x, y = arrays.read_ctrgcn_npz(path, split)
+    for i in range(len(x)):
+        name = f"{split}_{i:06d}"
+        data = _trim(x[i])
+        if data.shape[1] == 0:
+            log.skip(name, "all values are zero (no skeleton)")
+            continue
+        yield _example(name, data, int(y[i]))
+
+
 def pyskl_examples(path, *, split: str, log: SkipLog,
                    split_name: str | None = None) -> Iterator[tuple[str, dict]]:
     """A pyskl / mmaction2 annotation pickle; `split_name` (default: `split`) picks the
@@ -225,7 +249,8 @@ NTU_DATASETS = {"ntu_rgbd60": "ntu60", "ntu_rgbd120": "ntu120"}
 
 def read_examples(name: str, root, *, split: str, log: SkipLog | None = None) -> list[dict]:
     """All examples of `name` ("ntu_rgbd60/xsub", "ntu_rgbd120/xset", "kinetics_skeleton",
-    "nw_ucla", "skeleton_arrays/stgcn", "skeleton_arrays/pyskl") read from raw files."""
+    "nw_ucla", "skeleton_arrays/stgcn", "skeleton_arrays/pyskl", "skeleton_arrays/ctrgcn")
+    read from raw files."""
     log = log or SkipLog()
     base, _, config = name.partition("/")
     if base in ("ntu_rgbd60", "ntu_rgbd120"):
@@ -239,6 +264,8 @@ def read_examples(name: str, root, *, split: str, log: SkipLog | None = None) ->
         gen = stgcn_array_examples(root, split=split, log=log)
     elif base == "skeleton_arrays" and config == "pyskl":
         gen = pyskl_examples(root, split=split, log=log)
+    elif base == "skeleton_arrays" and config == "ctrgcn":
+        gen = ctrgcn_npz_examples(root, split=split, log=log)
     else:
         raise ValueError(f"no raw reader for dataset {name!r}")
     return [ex for _, ex in gen]
