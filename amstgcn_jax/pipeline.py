@@ -22,7 +22,9 @@ Resuming: the train iterator is a grain `DatasetIterator`; `it.get_state()` / `i
 (a small JSON-able dict) restore the exact stream position. With orbax, put
 `grain.checkpoint.CheckpointSave(it)` / `grain.checkpoint.CheckpointRestore(it)` in the
 `ocp.args.Composite` of the training checkpoint (STACK.md §5); this works with and without
-worker processes.
+worker processes. With workers, call `it.close()` when done (grain keeps shared-memory
+buffers; the "leaked shared_memory" / `SharedMemoryArray.__del__` noise at interpreter exit is
+harmless, STACK.md §2).
 """
 
 from __future__ import annotations
