@@ -166,14 +166,14 @@ def infer_config(sd: Mapping[str, np.ndarray], **overrides) -> dict:
     else:
         num_nodes = int(sd["data_bn.weight"].shape[0]) // in_channels
     config = dict(backbone="stgcn", num_classes=int(sd["fcn.weight"].shape[0]),
-                  in_channels=in_channels, strategy=strategy,
-                  edge_importance="edge_importance.0" in sd)
+                  in_channels=in_channels, edge_importance="edge_importance.0" in sd)
     config.update(overrides)
+    if "A" in sd:
+        config.update({k: v for k, v in _match_graph(sd["A"], num_subsets, config).items()
+                       if k not in overrides})
+    config.setdefault("strategy", strategy)
     if "layout" not in config:
         candidates = _layouts_with(num_nodes)
-        if "A" in sd and config["strategy"]:
-            candidates = [n for n in candidates if np.array_equal(
-                graph.build_adjacency(n, config["strategy"]), sd["A"])] or candidates
         if not candidates:
             raise ValueError(f"no built-in layout has {num_nodes} joints; pass layout=...")
         config["layout"] = candidates[0]
@@ -190,6 +190,27 @@ def infer_config(sd: Mapping[str, np.ndarray], **overrides) -> dict:
     if config["attention"]:
         config.setdefault("layer_indexing", "code")
     return config
+
+
+def _match_graph(a_ref: np.ndarray, k: int, config: Mapping) -> dict:
+    """The first (layout, strategy, max_hop, dilation) whose adjacency equals `a_ref`, or {}."""
+    layouts = [config["layout"]] if "layout" in config else _layouts_with(a_ref.shape[-1])
+    strategies = [config["strategy"]] if config.get("strategy") else list(graph.STRATEGIES)
+    for layout in layouts:
+        for strategy in strategies:
+            for max_hop in range(1, 4):
+                for dilation in range(1, max_hop + 1):
+                    if graph.num_subsets(strategy, max_hop, dilation) != k:
+                        continue
+                    a = graph.build_adjacency(layout, strategy, max_hop, dilation)
+                    if a.shape == a_ref.shape and np.allclose(a, a_ref, rtol=0, atol=1e-7):
+                        found = dict(layout=layout, strategy=strategy)
+                        if (max_hop, dilation) != (1, 1):
+                            found.update(max_hop=max_hop, dilation=dilation)
+                        return found
+                    if strategy == "agcn":
+                        break  # max_hop/dilation do not change the agcn graph
+    return {}
 
 
 def _infer_attention(sd) -> tuple:

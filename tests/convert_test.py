@@ -136,3 +136,15 @@ def test_cli_writes_orbax_dir_and_config(tmp_path):
 def test_not_an_stgcn_state_dict():
     with pytest.raises(ValueError, match="not an ST-GCN state_dict"):
         convert.torch_to_flax({"fc.weight": np.zeros((3, 4), np.float32)})
+
+
+@pytest.mark.parametrize("layout,strategy,max_hop,dilation", [
+    ("openpose", "uniform", 2, 1), ("ntu-rgb+d", "distance", 2, 1), ("ntu-pyskl", "spatial", 2, 1),
+    ("coco", "spatial", 2, 2), ("nw-ucla", "spatial", 1, 1)])
+def test_graph_config_is_inferred_from_the_a_buffer(layout, strategy, max_hop, dilation):
+    config = dict(num_classes=7, layout=layout, strategy=strategy, max_hop=max_hop,
+                  dilation=dilation)
+    variables = jax.tree.map(lambda s: np.ones(s.shape, np.float32),
+                             convert.template_variables(config))
+    _, inferred = convert.torch_to_flax(convert.flax_to_torch(variables, config))
+    assert {k: inferred.get(k, 1) for k in config} == config
