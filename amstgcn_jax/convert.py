@@ -257,6 +257,9 @@ def torch_to_flax(sd: Mapping[str, np.ndarray], config: Mapping | None = None,
     config = infer_config(sd, **(dict(config) if config else {}))
     if "A" in sd:
         _verify_adjacency(sd.pop("A"), config)
+    if config.get("data_bn") == "MVC" and "data_bn.weight" in sd:
+        per_person = graph.get_layout(config["layout"]).num_nodes * config["in_channels"]
+        num_persons = max(1, int(sd["data_bn.weight"].shape[0]) // per_person)
     template = _flat(template_variables(config, num_persons))
     flat, missing, wrong = {}, [], []
     used = set()

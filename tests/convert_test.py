@@ -148,3 +148,15 @@ def test_graph_config_is_inferred_from_the_a_buffer(layout, strategy, max_hop, d
                              convert.template_variables(config))
     _, inferred = convert.torch_to_flax(convert.flax_to_torch(variables, config))
     assert {k: inferred.get(k, 1) for k in config} == config
+
+
+@pytest.mark.parametrize("persons", [1, 3])
+def test_mvc_data_bn_round_trip(persons):
+    config = dict(num_classes=4, layout="coco", data_bn="MVC")
+    variables = jax.tree.map(lambda s: np.ones(s.shape, np.float32),
+                             convert.template_variables(config, num_persons=persons))
+    sd = convert.flax_to_torch(variables, config)
+    assert sd["data_bn.weight"].shape == (persons * 17 * 3,)
+    back, inferred = convert.torch_to_flax(sd)
+    assert inferred["data_bn"] == ("MVC" if persons > 1 else "VC")
+    jax.tree.map(np.testing.assert_array_equal, back, variables)
