@@ -48,16 +48,22 @@ def body_energy(body_TVC: np.ndarray) -> float:
     return float(sum(frames[:, :, c].std() for c in range(frames.shape[-1])))
 
 
-def select_active_bodies(data_CTVM: np.ndarray, num_keep: int = 2) -> np.ndarray:
-    """Keeps the `num_keep` most active of the M person slots, most active first."""
-    energy = np.array([body_energy(data_CTVM[..., m].transpose(1, 2, 0))
-                       for m in range(data_CTVM.shape[-1])])
+def select_active_bodies(data_CTVM: np.ndarray, num_keep: int = 2,
+                         num_slots: int = 4) -> np.ndarray:
+    """Keeps the `num_keep` most active person slots, most active first.
+
+    The slots are first zero-padded to `num_slots` (upstream's `max_body_kinect = 4` array), so
+    that ties between a zero-energy body (e.g. seen in one frame only) and empty slots resolve as
+    upstream's: the later slot wins, so such a body is dropped for an empty slot.
+    """
+    data = np.asarray(data_CTVM)
+    if data.shape[-1] < num_slots:
+        pad = np.zeros(data.shape[:-1] + (num_slots - data.shape[-1],), data.dtype)
+        data = np.concatenate([data, pad], axis=-1)
+    energy = np.array([body_energy(data[..., m].transpose(1, 2, 0))
+                       for m in range(data.shape[-1])])
     order = np.argsort(energy, kind="stable")[::-1][:num_keep]
-    out = data_CTVM[..., order]
-    if out.shape[-1] < num_keep:  # fewer slots than requested: zero persons, as upstream's array
-        pad = np.zeros(out.shape[:-1] + (num_keep - out.shape[-1],), out.dtype)
-        out = np.concatenate([out, pad], axis=-1)
-    return np.ascontiguousarray(out)
+    return np.ascontiguousarray(data[..., order])
 
 
 # ----------------------------------------------------------------------------- rotations
@@ -188,7 +194,9 @@ def to_bone(data_CTVM: np.ndarray, layout: str = "ntu-rgb+d") -> np.ndarray:
 
 
 def agcn_select_bodies(example: dict, *, num_keep: int = 2) -> dict:
-    """Pipeline op: `select_active_bodies` on `example["data"]` (needs the reader's 4 bodies)."""
+    """Pipeline op: `select_active_bodies`. Exact when the data holds the first 4 bodies of each
+    frame (`read_ntu_skeleton(path, max_body=4)`); with the usual 2 stored slots it only differs
+    from upstream where a 3rd/4th body listed would have outranked one of the first two."""
     return {**example, "data": select_active_bodies(example["data"], num_keep)}
 
 

@@ -116,6 +116,12 @@ def test_select_the_two_most_active_of_four_bodies():
     assert ap.body_energy(medium) == pytest.approx(expected)
     single = ap.select_active_bodies(data[..., :1], 2)  # fewer slots: padded with zeros
     np.testing.assert_array_equal(single[..., 1], 0.0)
+    # a zero-energy body ties with the empty slots and loses to the later one, as upstream's
+    # energy.argsort()[::-1] (stable for 4 entries)
+    flat = np.zeros((30, 25, 3))
+    flat[0] = 0.3
+    tie = _to_ctvm(np.stack([big, flat]))
+    np.testing.assert_array_equal(ap.select_active_bodies(tie, 2)[..., 1], 0.0)
 
 
 def test_kinetics_flip_y():
