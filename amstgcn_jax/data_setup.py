@@ -86,44 +86,86 @@ def ucla_test(example: dict, *, window: int = 52) -> dict:
 # ----------------------------------------------------------------------------- config -> data
 
 
-def _make_sources(dc, seed):
+def make_source(dc, split: str, seed: int = 0):
+    """`(source, class_names|None)` of one split ("train" or "test") of `config.data`."""
     from amstgcn_jax import pipeline
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if dc.name == "synthetic":
-        kw = dict(seed=seed, min_frames=dc.synthetic_min_frames,
-                  max_frames=dc.synthetic_max_frames)
-        train = pipeline.make_source("synthetic", split="train", num_samples=dc.num_train, **kw)
-        test = pipeline.make_source("synthetic", split="test", num_samples=dc.num_test, **kw)
-        return train, test, list(train.class_names)
+        source = pipeline.make_source(
+            "synthetic", split=split, num_samples=dc.num_train if split == "train" else dc.num_test,
+            seed=seed, min_frames=dc.synthetic_min_frames, max_frames=dc.synthetic_max_frames)
+        return source, list(source.class_names)
     if dc.name == "nw_ucla" and not dc.use_tfds:
         # Read the JSON release into memory: no tensorflow_datasets needed.
         from amstgcn_jax.readers import nwucla
         if not dc.root:
-            raise ValueError("config.data.root must name the NW-UCLA all_sqe JSON directory")
-
-        def read(split):
-            return pipeline.ListSource([
-                {"data": d, "label": lab, "name": name, "length": d.shape[1]}
-                for name, d, lab in nwucla.read_nwucla_dir(dc.root, split)])
-        names = [f"a{a:02d}" for a in nwucla.ACTION_IDS]
-        return read("train"), read("val"), names
-    root = dc.root or None
-    train = pipeline.make_source(dc.name, split=dc.train_split, data_dir=root)
-    test = pipeline.make_source(dc.name, split=dc.test_split, data_dir=root)
-    return train, test, None
+            raise ValueError("set --config.data.root to the NW-UCLA all_sqe JSON directory")
+        examples = [{"data": d, "label": lab, "name": name, "length": d.shape[1]}
+                    for name, d, lab in nwucla.read_nwucla_dir(
+                        dc.root, "train" if split == "train" else "val")]
+        if not examples:
+            raise FileNotFoundError(f"{dc.root}: no NW-UCLA {split} files (a##_s##_e##_v##.json)")
+        return pipeline.ListSource(examples), [f"a{a:02d}" for a in nwucla.ACTION_IDS]
+    source = pipeline.make_source(dc.name, split=dc.train_split if split == "train"
+                                  else dc.test_split, data_dir=dc.root or None)
+    return source, None
 
 
 def _make_transforms(dc, train: bool, layout):
     from amstgcn_jax import transforms
+    window = dc.window if train or not dc.test_window else dc.test_window
     if dc.recipe == "ucla":
         mod = functools.partial(transforms.to_modality, modality=dc.modality, layout=layout)
-        op = (functools.partial(ucla_train, window=dc.window, max_angle=int(dc.rotation))
-              if train else functools.partial(ucla_test, window=dc.window))
+        op = (functools.partial(ucla_train, window=window,
+                                max_angle=round(math.degrees(dc.rotation)))
+              if train else functools.partial(ucla_test, window=window))
         return [op, mod]
     ops = transforms.make_transforms(
-        dc.recipe, train=train, window=dc.window, modality=dc.modality, layout=layout,
+        dc.recipe, train=train, window=window, modality=dc.modality, layout=layout,
         score_channel=dc.score_channel, random_move_on=dc.random_move, rotation=dc.rotation,
         num_clips=dc.num_clips, p_interval=tuple(dc.p_interval) if dc.p_interval else None)
     return ops + [functools.partial(transforms.pad_persons, num_persons=dc.num_persons)]
+
+
+def make_test_transforms(dc, layout=None) -> list:
+    """The test-time transforms of `config.data` (evaluation and `predict`)."""
+    return _make_transforms(dc, False, layout)
+
+
+def class_names_of(dc):
+    """Class names known without reading the data (built-in and NW-UCLA), else None."""
+    if dc.name == "synthetic":
+        from amstgcn_jax import synthetic
+        return list(synthetic.CLASS_NAMES)
+    if dc.name == "nw_ucla":
+        from amstgcn_jax.readers import nwucla
+        return [f"a{a:02d}" for a in nwucla.ACTION_IDS]
+    return None
+
+
+def _shard():
+    return dict(shard_index=jax.process_index(), shard_count=jax.process_count())
+
+
+def make_eval_data(dc, *, eval_batch_size: int, num_devices: int, layout=None, source=None):
+    """`(eval_batches, sample_x, class_names)`: padded, masked test batches of `config.data`."""
+    from amstgcn_jax import pipeline
+    if eval_batch_size % num_devices:
+        raise ValueError(f"eval_batch_size={eval_batch_size} is not divisible by the "
+                         f"{num_devices} devices")
+    if source is None:
+        source, class_names = make_source(dc, "test")
+    else:
+        source, class_names = source
+    test_ops = _make_transforms(dc, False, layout)
+    eval_iterable = pipeline.make_eval_batches(
+        source, batch_size=eval_batch_size, transforms=test_ops,
+        num_clips=dc.num_clips if dc.recipe == "pyskl" else 1, num_workers=dc.num_workers,
+        **_shard())
+    first = pipeline.make_eval_batches(source, batch_size=num_devices, transforms=test_ops,
+                                       **_shard())
+    return (lambda: iter(eval_iterable)), next(iter(first))["x"], class_names
 
 
 def make_data(dc, *, batch_size: int, local_batch_size: int, seed: int, eval_batch_size: int,
@@ -131,26 +173,17 @@ def make_data(dc, *, batch_size: int, local_batch_size: int, seed: int, eval_bat
     """Builds the train iterator and eval batches described by `config.data` (`dc`)."""
     from amstgcn_jax import pipeline
     del local_batch_size  # the pipeline derives it from the global size and the process count
-    if eval_batch_size % num_devices:
-        raise ValueError(f"eval_batch_size={eval_batch_size} is not divisible by the "
-                         f"{num_devices} devices")
-    train_src, test_src, class_names = _make_sources(dc, seed)
+    train_src, class_names = make_source(dc, "train", seed)
+    eval_batches, sample_x, _ = make_eval_data(
+        dc, eval_batch_size=eval_batch_size, num_devices=num_devices, layout=layout,
+        source=make_source(dc, "test", seed))
+    num_classes = getattr(train_src, "num_classes", None) or len(class_names or ())
     if dc.repeat > 1:
         train_src = RepeatedSource(train_src, dc.repeat)
-    shard = dict(shard_index=jax.process_index(), shard_count=jax.process_count())
     train_iter = pipeline.make_train_iter(
         train_src, batch_size=batch_size, seed=seed,
-        transforms=_make_transforms(dc, True, layout), num_workers=dc.num_workers, **shard)
-    test_ops = _make_transforms(dc, False, layout)
-    eval_iterable = pipeline.make_eval_batches(
-        test_src, batch_size=eval_batch_size, transforms=test_ops,
-        num_clips=dc.num_clips if dc.recipe == "pyskl" else 1, num_workers=dc.num_workers,
-        **shard)
-    first = pipeline.make_eval_batches(test_src, batch_size=num_devices, transforms=test_ops,
-                                       **shard)
-    sample_x = next(iter(first))["x"]
-    num_classes = getattr(train_src, "num_classes", None) or len(class_names or ())
+        transforms=_make_transforms(dc, True, layout), num_workers=dc.num_workers, **_shard())
     return Data(train_iter=train_iter,
                 steps_per_epoch=pipeline.train_steps_per_epoch(len(train_src), batch_size),
-                eval_batches=lambda: iter(eval_iterable), sample_x=sample_x,
-                num_classes=num_classes, class_names=class_names)
+                eval_batches=eval_batches, sample_x=sample_x, num_classes=num_classes,
+                class_names=class_names)

@@ -114,23 +114,85 @@ def plot_confusion_matrix(cm, class_names, out_path, *, normalize: bool = True) 
     return _save(fig, out_path)
 
 
-def joint_attention(attn, num_joints: int) -> np.ndarray:
-    """Reduces a sown non-local attention matrix to a (V, V) joint-to-joint map (rows: query).
+def _expand_pooled(a_QK, num_joints: int, pool: int, axis: int) -> np.ndarray:
+    """Maps pooled joint windows (ceil mode, `pool` joints each) back to joints along `axis`."""
+    size = a_QK.shape[axis]
+    if size == num_joints:
+        return a_QK
+    if size != -(-num_joints // pool):
+        raise ValueError(f"attention axis of size {size} is neither {num_joints} joints nor "
+                         f"{-(-num_joints // pool)} pooled windows of {pool}")
+    # Each joint shows the weight of the window it belongs to (so uniform attention looks
+    # uniform; rows then sum to 1 over windows, not over joints).
+    return np.take(a_QK, np.arange(num_joints) // pool, axis=axis)
 
-    Accepts `(..., P, Q)` with P = T·V query positions (t-major, as the model flattens x_NTVC)
-    and Q = T'·V key positions (T' ≤ T after the key/value max-pooling), or per-frame
-    `(..., V, V)`. Leading axes (batch, persons, heads, frames) are averaged.
+
+def joint_attention(attn, num_joints: int, *, pool: int = 2) -> np.ndarray:
+    """Reduces a sown non-local attention map to a (V, V) joint-to-joint map (rows: query joint).
+
+    Accepts the `NonLocalBlock` sow layouts: spatial `(B, T, Vq, Vk)` or spatiotemporal
+    `(B, Tq·Vq, Tk·Vk)` (t-major), where Vk (and Vq if queries were pooled) may be the
+    `ceil(V / pool)` max-pooled joint windows. Batch and query frames are averaged, key frames
+    summed; a pooled window's weight is shown on each of its joints.
     """
     attn = np.asarray(attn, np.float64)
-    p, q = attn.shape[-2:]
-    if p % num_joints or q % num_joints:
-        raise ValueError(f"attention of shape {attn.shape} does not factor into {num_joints} "
-                         "joints per frame")
-    attn = attn.reshape((-1, p // num_joints, num_joints, q // num_joints, num_joints))
-    return attn.mean(axis=(0, 1, 3)) * (q // num_joints)  # rows sum to 1 again
+    v = num_joints
+    vp = -(-v // pool)
+    if attn.ndim == 4:
+        a = attn.mean(axis=(0, 1))
+    elif attn.ndim == 3:
+        p, q = attn.shape[1:]
+        vq = v if p % v == 0 else vp
+        vk = v if q % v == 0 and (q % vp or pool <= 1) else vp
+        if p % vq or q % vk:
+            raise ValueError(f"attention of shape {attn.shape} does not factor into frames x "
+                             f"{v} joints (or {vp} pooled windows)")
+        a = attn.reshape(attn.shape[0], p // vq, vq, q // vk, vk).mean(axis=(0, 1)).sum(axis=1)
+    else:
+        raise ValueError(f"attention of shape {attn.shape}: expected (B, T, V, V') or "
+                         "(B, T*V, T'*V'); temporal-mode maps relate frames, not joints")
+    return _expand_pooled(_expand_pooled(a, v, pool, 1), v, pool, 0)
 
 
-def plot_attention_map(attn, joints_VC, edges, out_path, *, top_k: int = 2,
+def find_attention_maps(intermediates) -> dict:
+    """`{"block3/attn_convt0": array, ...}`: every sown `attention` in an intermediates tree."""
+    found = {}
+
+    def walk(node, path):
+        for key, value in node.items():
+            if key == "attention":
+                found["/".join(path)] = np.asarray(value[0] if isinstance(value, tuple) else value)
+            elif hasattr(value, "items"):
+                walk(value, path + (key,))
+
+    walk(intermediates, ())
+    return found
+
+
+def plot_sample_attention(model, variables, x_MTVC, layout, out_path, *, block=None,
+                          frame=None, pool: int = 2) -> Path:
+    """Runs `model` on one sample, takes a sown attention map and draws it over the skeleton.
+
+    `block` picks a map by path prefix (default: the first one); `frame` picks the frame whose
+    joint positions are drawn (default: the middle one).
+    """
+    from amstgcn_jax import graph
+    layout = graph.get_layout(layout)
+    x = np.asarray(x_MTVC, np.float32)[None]
+    _, state = model.apply(variables, x, train=False, mutable=["intermediates"])
+    maps = find_attention_maps(state.get("intermediates", {}))
+    if block is not None:
+        maps = {k: v for k, v in maps.items() if k.startswith(block)}
+    if not maps:
+        raise ValueError("the model sowed no attention map (does it have non-local blocks?)")
+    name, attn = next(iter(maps.items()))
+    frames = x[0, 0]
+    t = frames.shape[0] // 2 if frame is None else frame
+    return plot_attention_map(attn[:1], frames[t], layout.edges, out_path, pool=pool,
+                              title=f"non-local attention {name} (frame {t} drawn)")
+
+
+def plot_attention_map(attn, joints_VC, edges, out_path, *, top_k: int = 2, pool: int = 2,
                        joint_names=None, title=None) -> Path:
     """Which joints attend to which: skeleton with each joint's `top_k` strongest links + matrix.
 
@@ -141,8 +203,8 @@ def plot_attention_map(attn, joints_VC, edges, out_path, *, top_k: int = 2,
     """
     joints_VC = np.asarray(joints_VC, np.float64)
     num_joints = joints_VC.shape[0]
-    a_VV = joint_attention(attn, num_joints)
-    fig, (ax_sk, ax_m) = plt.subplots(1, 2, figsize=(11, 5))
+    a_VV = joint_attention(attn, num_joints, pool=pool)
+    fig, (ax_sk, ax_m) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"wspace": 0.45})
     xy = joints_VC[:, :2]
     for i, j in edges:
         ax_sk.plot(xy[[i, j], 0], xy[[i, j], 1], color="0.6", lw=2, zorder=1)

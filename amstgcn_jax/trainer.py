@@ -220,6 +220,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
                                  eval_result["labels"], eval_result.get("indices"))
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
         _write_plots(workdir, eval_metrics, data.class_names)
+        _write_attention_plot(workdir, model, state, data, config.model.get("layout"))
     logging.info("final eval top1 %.4f (best %.4f), wall time %.1f s", summary["top1"],
                  best_top1, wall_time)
     return summary
@@ -235,3 +236,95 @@ def _write_plots(workdir: Path, eval_metrics: dict, class_names) -> None:
                                       class_names, workdir / "per_class_accuracy.png")
     except Exception as e:  # noqa: BLE001 - a plotting failure must not lose a finished run
         logging.warning("could not write plots: %s", e)
+
+
+def _write_attention_plot(workdir: Path, model, state, data, layout) -> None:
+    """attention.png: the first test sample's non-local attention, if the model has any."""
+    params = jax.device_get(state.params)
+    if layout is None or not any("attn_" in "/".join(str(getattr(k, "key", k)) for k in path)
+                                 for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]):
+        return
+    from amstgcn_jax import plots
+    try:
+        x_MTVC = next(iter(data.eval_batches()))["x"][0]
+        plots.plot_sample_attention(model, {"params": params,
+                                            "batch_stats": jax.device_get(state.batch_stats)},
+                                    x_MTVC, layout, workdir / "attention.png")
+    except ValueError as e:  # e.g. only CBAM/SE blocks: nothing joint-to-joint to draw
+        logging.info("no attention plot: %s", e)
+
+
+def load_checkpoint_model(model_config, checkpoint):
+    """`(model, variables, model_config)` for evaluation from any supported checkpoint.
+
+    `checkpoint`: one of our orbax checkpoints (a workdir, its `checkpoints/` or `best/`, or one
+    step dir; the model comes from `model_config`), a PyTorch ST-GCN / 2s-AGCN `.pt` state dict
+    (read without torch; the architecture is inferred from the tensors), or a directory written
+    by `python -m amstgcn_jax.convert` (`model_config.json` + `variables/`).
+    """
+    path = Path(checkpoint)
+    if path.is_file() and path.suffix in (".pt", ".pth", ".pkl"):
+        from amstgcn_jax import convert
+        variables, inferred = convert.load_pytorch_checkpoint(path)
+        model_config = dict(inferred, dtype=model_config.get("dtype", "float32"))
+    elif (path / "model_config.json").is_file():
+        from amstgcn_jax import convert
+        variables, inferred = convert.load_converted(path)
+        model_config = dict(inferred, dtype=model_config.get("dtype", "float32"))
+    elif path.exists():
+        variables, _ = checkpoint_lib.load_variables(path)
+        model_config = dict(model_config)
+    else:
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return make_model(model_config), variables, model_config
+
+
+def evaluate_checkpoint(config, checkpoint, *, out=None, motion_classes=None, label_names=None,
+                        plots_dir=None) -> dict:
+    """Evaluates `checkpoint` on `config.data`'s test split; optionally saves scores and plots.
+
+    `motion_classes` + `label_names` (files of class names) add the class-subset metrics of the
+    ST-GCN paper's Kinetics-Motion evaluation. Returns the metrics (incl. `subset` if asked).
+    """
+    import optax
+    sharding_lib.maybe_initialize_distributed()
+    mesh = sharding_lib.make_mesh()
+    model, variables, model_config = load_checkpoint_model(config.model, checkpoint)
+    eval_batch_size = config.eval_batch_size or config.batch_size
+    eval_batch_size = -(-eval_batch_size // mesh.size) * mesh.size
+    eval_batches, _, class_names = data_setup.make_eval_data(
+        config.data, eval_batch_size=eval_batch_size, num_devices=mesh.size,
+        layout=model_config.get("layout"))
+    state = train_state_lib.TrainState.create(
+        apply_fn=model.apply, params=variables["params"], tx=optax.identity(),
+        batch_stats=variables.get("batch_stats", {}))
+    state = jax.device_put(state, sharding_lib.replicated_sharding(mesh))
+    result = evaluate_lib.collect_scores(jax.jit(train_step_lib.eval_step), state,
+                                         eval_batches(), mesh)
+    metrics = evaluate_lib.compute_metrics(result["scores"], result["labels"],
+                                           loss_N=result["loss"])
+    if label_names:
+        class_names = evaluate_lib.read_class_names(label_names)
+    if motion_classes:
+        if class_names is None:
+            raise ValueError("--motion_classes needs the dataset's class names (--label_names)")
+        subset_names = evaluate_lib.read_class_names(motion_classes)
+        subset_idx = evaluate_lib.class_subset_indices(subset_names, class_names)
+        metrics["subset"] = evaluate_lib.subset_metrics(result["scores"], result["labels"],
+                                                        subset_idx)
+        metrics["subset"]["class_names"] = subset_names
+    if out and jax.process_index() == 0:
+        evaluate_lib.save_scores(out, result["scores"], result["labels"], result.get("indices"))
+    if plots_dir and jax.process_index() == 0:
+        from amstgcn_jax import plots
+        plots_dir = Path(plots_dir)
+        plots.plot_confusion_matrix(metrics["confusion_matrix"], class_names,
+                                    plots_dir / "confusion_matrix.png")
+        plots.plot_per_class_accuracy({"top-1": metrics["per_class_accuracy"]}, class_names,
+                                      plots_dir / "per_class_accuracy.png")
+        if "subset" in metrics:
+            plots.plot_per_class_accuracy({"top-1": metrics["subset"]["per_class_accuracy"]},
+                                          metrics["subset"]["class_names"],
+                                          plots_dir / "per_class_accuracy_subset.png")
+    metrics["class_names"] = class_names
+    return metrics

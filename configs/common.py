@@ -52,7 +52,8 @@ DATA_DEFAULTS = dict(
     train_split="train", test_split="test",
     recipe="stgcn",  # transforms: "stgcn" | "pyskl" | "ctrgcn" | "ucla" (amstgcn_jax.data_setup)
     modality="joint",  # "joint" | "bone" | "joint_motion" | "bone_motion"
-    window=300,  # frames the model sees (train crop / test length)
+    window=300,  # frames the model sees in training (crop/resample length)
+    test_window=0,  # frames at test time; 0 = same as window
     random_move=False,  # ST-GCN random_move (train)
     rotation=0.0,  # max random rotation angle, radians (train; 0 = off)
     p_interval=(),  # CTR-GCN/pyskl crop ratio interval; () = recipe default
