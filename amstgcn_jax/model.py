@@ -10,7 +10,7 @@ AM-STGCN (../shared/paper/am-stgcn.txt) inserts attention blocks after the spati
 `attention` is data: a tuple of placements `(kind, where, layer, count)` or
 `(kind, where, layer, count, options)`, e.g. `(("nonlocal", "convt", 3, 3),)` = the paper's
 "ST-GCN_3's ConvT + 3". `kind` is "nonlocal" | "cbam" | "se" (`amstgcn_jax.attention`);
-`options` go to that module (e.g. `{"inner_ratio": 0.5, "pool": (2, 2)}`, or `{"mode": ...}` to
+`options` go to that module (e.g. `{"inner_ratio": 0.5, "pool_size": 2}`, or `{"mode": ...}` to
 override the non-local mode, which defaults to per-frame joint attention after ConvS and
 attention over all T×V positions after ConvT, as the paper describes). Several placements may
 name the same layer; their blocks run in the order given. Params: `block{i}/attn_convs{j}`,
@@ -33,11 +33,13 @@ index as upstream `st_gcn_networks`), `edge_importance{i}`, `head`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -122,13 +124,22 @@ def _variants() -> dict[str, dict]:
 VARIANTS: dict[str, dict] = _variants()
 
 
+@functools.lru_cache(maxsize=64)
+def _adjacency(layout: graph.Layout, strategy: str, max_hop: int, dilation: int) -> np.ndarray:
+    a = graph.build_adjacency(layout, strategy, max_hop, dilation)
+    a.flags.writeable = False
+    return a
+
+
 class AMSTGCN(nn.Module):
     """ST-GCN with optional attention placements; `__call__(x_NMTVC, train)` → `(logits_NL, out)`.
 
     A plain ST-GCN is `AMSTGCN(attention=())`. `data_bn="VC"` is ST-GCN's BatchNorm1d over V·C
     (channel v·C + c, persons folded into the batch); `"MVC"` is 2s-AGCN/CTR-GCN's over M·V·C
     (channel m·V·C + v·C + c); `"none"` skips it. `dtype` is the compute dtype (e.g. "bfloat16");
-    params and BatchNorm statistics stay float32 and the logits are float32.
+    params and BatchNorm statistics stay float32 and the logits are float32. `tcn_impl` picks
+    the temporal-conv formulation ("matmul" | "conv" | "auto", see `layers.TemporalConv`); `blocks`
+    lists (out channels, stride, residual) per block (default: the upstream 10).
     """
 
     num_classes: int = 60
@@ -174,8 +185,7 @@ class AMSTGCN(nn.Module):
             raise ValueError(f"AMSTGCN: input (N, M, T, V, C) = {x_NMTVC.shape} does not match "
                              f"layout {layout.name!r} (V={layout.num_nodes}) and "
                              f"in_channels={self.in_channels}")
-        adj_KVV = jnp.asarray(graph.build_adjacency(layout, self.strategy, self.max_hop,
-                                                    self.dilation))
+        adj_KVV = jnp.asarray(_adjacency(layout, self.strategy, self.max_hop, self.dilation))
         out = {}
         x = x_NMTVC.astype(jnp.float32)
         if self.data_bn == "VC":
@@ -254,6 +264,4 @@ def get_model(**kwargs) -> nn.Module:
 
 def count_params(params) -> int:
     """Number of trainable scalars (BatchNorm running statistics are not params)."""
-    import jax
-
     return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
