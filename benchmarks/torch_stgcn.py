@@ -55,51 +55,74 @@ class GraphConv(nn.Module):
 
 
 class NonLocalBlock(nn.Module):
-    """Embedded-Gaussian non-local block (Wang et al. 2018) over all T*V positions.
+    """Embedded-Gaussian non-local block (Wang et al. 2018), as `amstgcn_jax.attention`.
 
-    θ/φ/g are 1x1 convs to `inner` channels; φ and g are max-pooled by `pool` (time, joint)
-    before the affinity, the softmax runs over the pooled key positions, and the output 1x1 conv
-    is followed by BatchNorm whose scale starts at zero (identity at init), plus the residual.
-    The parameter names follow `amstgcn_jax/attention.py` through the state_dict mapping of
-    `amstgcn_jax.convert`.
+    θ/φ/g are 1x1 convs (with bias) to `int(C * inner_ratio)` channels; φ and g are max-pooled
+    (ceil mode, so no joint is dropped) by a `pool_size` window: (1, s) over the joints of each
+    frame in "spatial" mode, (s, 1) over the frames of each joint in "temporal" mode, (s, s)
+    over (T, V) in "spatiotemporal" mode. softmax(θ φᵀ) has no 1/sqrt(d) scaling. The output
+    1x1 conv is followed by BatchNorm with scale and bias starting at zero (identity at init),
+    then the residual add. Names (`theta`, `phi`, `g`, `out`, `bn`) are the keys
+    `amstgcn_jax.convert` writes for `attn_conv{s,t}{j}`.
     """
 
-    def __init__(self, channels: int, inner: int, pool: tuple[int, int] = (1, 1)):
+    def __init__(self, channels: int, mode: str = "spatiotemporal", inner_ratio: float = 0.5,
+                 pool_size: int = 2):
         super().__init__()
-        self.pool = tuple(pool)
+        if mode not in ("spatial", "temporal", "spatiotemporal"):
+            raise ValueError(f"NonLocalBlock: unknown mode {mode!r}")
+        inner = max(1, int(channels * inner_ratio))
+        self.mode = mode
+        s = pool_size
+        self.window = {"spatial": (1, s), "temporal": (s, 1), "spatiotemporal": (s, s)}[mode]
         self.theta = nn.Conv2d(channels, inner, kernel_size=1)
         self.phi = nn.Conv2d(channels, inner, kernel_size=1)
         self.g = nn.Conv2d(channels, inner, kernel_size=1)
         self.out = nn.Conv2d(inner, channels, kernel_size=1)
         self.bn = nn.BatchNorm2d(channels)
         nn.init.zeros_(self.bn.weight)
+        nn.init.zeros_(self.bn.bias)
+
+    def _seq(self, z_NCTV):
+        """(n, c, t, v) -> attention sequences (batch', positions, c)."""
+        n, c, t, v = z_NCTV.shape
+        if self.mode == "spatial":
+            return z_NCTV.permute(0, 2, 3, 1).reshape(n * t, v, c)
+        if self.mode == "temporal":
+            return z_NCTV.permute(0, 3, 2, 1).reshape(n * v, t, c)
+        return z_NCTV.flatten(2).transpose(1, 2)
 
     def forward(self, x_NCTV: torch.Tensor) -> torch.Tensor:
         n, c, t, v = x_NCTV.shape
-        q = self.theta(x_NCTV).flatten(2).transpose(1, 2)  # (n, TV, inner)
-        k = self.phi(x_NCTV)
-        g = self.g(x_NCTV)
-        if self.pool != (1, 1):
-            k = F.max_pool2d(k, self.pool, self.pool, ceil_mode=True)
-            g = F.max_pool2d(g, self.pool, self.pool, ceil_mode=True)
-        k = k.flatten(2).transpose(1, 2)  # (n, S, inner)
-        g = g.flatten(2).transpose(1, 2)
-        # No 1/sqrt(d) scaling: the embedded-Gaussian form of Wang et al. has none.
-        y = F.scaled_dot_product_attention(q, k, g, scale=1.0)  # (n, TV, inner)
-        y = y.transpose(1, 2).reshape(n, -1, t, v)
+        q = self.theta(x_NCTV)
+        k, g = self.phi(x_NCTV), self.g(x_NCTV)
+        if self.window != (1, 1):
+            k = F.max_pool2d(k, self.window, self.window, ceil_mode=True)
+            g = F.max_pool2d(g, self.window, self.window, ceil_mode=True)
+        y = F.scaled_dot_product_attention(self._seq(q), self._seq(k), self._seq(g), scale=1.0)
+        inner = y.shape[-1]
+        if self.mode == "spatial":
+            y = y.view(n, t, v, inner).permute(0, 3, 1, 2)
+        elif self.mode == "temporal":
+            y = y.view(n, v, t, inner).permute(0, 3, 2, 1)
+        else:
+            y = y.transpose(1, 2).reshape(n, inner, t, v)
         return x_NCTV + self.bn(self.out(y))
 
 
 class STGCNBlock(nn.Module):
     """`st_gcn` block: gcn -> BN -> ReLU -> conv(9,1) -> BN -> Dropout, + residual, ReLU.
 
-    `attention` holds placements "convs" / "convt" (repeatable) that insert non-local blocks
-    after the spatial graph conv (before tcn) or after the temporal conv (before the residual
-    add), as in the paper's "ConvS + n" / "ConvT + n".
+    `attention` holds `(where, options)` pairs, where "convs" inserts a non-local block after
+    the spatial graph conv (before tcn) and "convt" after the whole tcn (after its Dropout,
+    before the residual add), as the paper's "ConvS + n" / "ConvT + n" and our Flax
+    `STGCNBlock`. The default mode is per-frame ("spatial") after ConvS and over all T*V
+    positions ("spatiotemporal") after ConvT; `options` may override mode / inner_ratio /
+    pool_size.
     """
 
     def __init__(self, in_channels, out_channels, num_subsets, stride, residual, dropout,
-                 attention: Sequence[str] = (), attention_pool=(1, 1)):
+                 attention: Sequence[tuple[str, dict]] = ()):
         super().__init__()
         pad = (TEMPORAL_KERNEL - 1) // 2
         self.gcn = GraphConv(in_channels, out_channels, num_subsets)
@@ -122,13 +145,13 @@ class STGCNBlock(nn.Module):
                 nn.BatchNorm2d(out_channels),
             )
             self.residual_kind = "conv"
-        inner = max(out_channels // 2, 1)
-        n_s = sum(1 for a in attention if a == "convs")
-        n_t = sum(1 for a in attention if a == "convt")
-        self.attn_convs = nn.ModuleList(
-            NonLocalBlock(out_channels, inner, attention_pool) for _ in range(n_s))
-        self.attn_convt = nn.ModuleList(
-            NonLocalBlock(out_channels, inner, attention_pool) for _ in range(n_t))
+        def make(where, options):
+            options = dict(options)
+            options.setdefault("mode", "spatial" if where == "convs" else "spatiotemporal")
+            return NonLocalBlock(out_channels, **options)
+
+        self.attn_convs = nn.ModuleList(make(w, o) for w, o in attention if w == "convs")
+        self.attn_convt = nn.ModuleList(make(w, o) for w, o in attention if w == "convt")
 
     def forward(self, x_NCTV, adj_KVV):
         if self.residual_kind == "none":
@@ -150,13 +173,14 @@ class STGCN(nn.Module):
     """`net.st_gcn.Model` (10 blocks) with optional non-local blocks at chosen layers.
 
     `adj_KVV` is the graph buffer `A` (float32 (K, V, V)); take it from a checkpoint or from
-    `amstgcn_jax.graph.build_adjacency`. `attention` maps block index -> placements, e.g.
-    `{2: ("convs", "convs", "convs")}` for the paper's "ST-GCN_3's ConvS + 3".
+    `amstgcn_jax.graph.build_adjacency`. `attention` maps the block index (0-based, as
+    `st_gcn_networks`) to `(where, options)` pairs, e.g. `{3: [("convt", {})] * 3}` for the
+    paper's "ST-GCN_3's ConvT + 3" (paper layer L is block L, see `amstgcn_jax.model`).
     """
 
     def __init__(self, adj_KVV, num_classes: int, in_channels: int = 3, dropout: float = 0.0,
-                 edge_importance: bool = True, attention: dict[int, Sequence[str]] | None = None,
-                 attention_pool=(1, 1)):
+                 edge_importance: bool = True,
+                 attention: dict[int, Sequence[tuple[str, dict]]] | None = None):
         super().__init__()
         adj = torch.as_tensor(np.asarray(adj_KVV, dtype=np.float32))
         self.register_buffer("A", adj)
@@ -167,7 +191,7 @@ class STGCN(nn.Module):
         for i, (cin, cout, stride, residual) in enumerate(BLOCK_SPECS):
             blocks.append(STGCNBlock(
                 in_channels if cin is None else cin, cout, k, stride, residual,
-                0.0 if i == 0 else dropout, attention.get(i, ()), attention_pool))
+                0.0 if i == 0 else dropout, attention.get(i, ())))
         self.st_gcn_networks = nn.ModuleList(blocks)
         if edge_importance:
             self.edge_importance = nn.ParameterList(

@@ -66,7 +66,7 @@ def test_attention_placements_add_blocks_and_start_as_identity():
     adj = np.stack([np.eye(18, dtype=np.float32)] * 3)
     torch.manual_seed(0)
     base = torch_stgcn.STGCN(adj, num_classes=5)
-    attn = torch_stgcn.STGCN(adj, num_classes=5, attention={2: ("convs", "convt")})
+    attn = torch_stgcn.STGCN(adj, num_classes=5, attention={2: [("convs", {}), ("convt", {})]})
     missing, unexpected = attn.load_state_dict(base.state_dict(), strict=False)
     assert not unexpected and missing and all("attn_" in k for k in missing)
     x = torch.randn(2, 3, 16, 18, 2)
@@ -75,3 +75,30 @@ def test_attention_placements_add_blocks_and_start_as_identity():
         np.testing.assert_allclose(attn(x).numpy(), base(x).numpy(), rtol=1e-6, atol=1e-6)
         attn.st_gcn_networks[2].attn_convt[0].bn.weight.fill_(1.0)
         assert not np.allclose(attn(x).numpy(), base(x).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["convs_l2x1_convt_l2x2", "convt_l3x3"])
+def test_torch_am_stgcn_matches_flax_model_with_converted_weights(variant):
+    """Same weights (amstgcn_jax.convert.flax_to_torch) -> same logits, attention included."""
+    import jax
+
+    from amstgcn_jax import convert, model as model_lib
+    from benchmarks import train_step_benchmark as bench
+
+    layout = "openpose"
+    flax_model = model_lib.get_model(num_classes=7, layout=layout, variant=variant)
+    x_NCTVM = np.random.default_rng(0).standard_normal((2, 3, 13, 18, 2)).astype(np.float32)
+    x_NMTVC = x_NCTVM.transpose(0, 4, 2, 3, 1)
+    variables = flax_model.init(jax.random.PRNGKey(0), x_NMTVC, train=False)
+    variables = bench.randomize_variables(dict(variables), seed=3)
+    logits_jax, _ = flax_model.apply(variables, x_NMTVC, train=False)
+
+    state = convert.flax_to_torch(jax.device_get(variables), {"layout": layout})
+    placements = model_lib.normalize_attention(model_lib.VARIANTS[variant]["attention"])
+    model = torch_stgcn.STGCN(state["A"], num_classes=7,
+                              attention=bench.attention_blocks(placements))
+    torch_stgcn.load_numpy_state_dict(model, state, strict=True)
+    with torch.no_grad():
+        logits_torch = model.eval()(torch.from_numpy(x_NCTVM)).numpy()
+    assert np.abs(logits_torch).max() > 0.1  # the check is not vacuous
+    np.testing.assert_allclose(np.asarray(logits_jax), logits_torch, rtol=1e-5, atol=1e-5)
