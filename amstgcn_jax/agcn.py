@@ -10,9 +10,11 @@ the source-joint axis); each `conv_d` is applied AFTER the aggregation; the unit
 after the (T, V) mean, absent persons included.
 
 Deliberate deviations: `l1` takes `in_channels` inputs (upstream hard-codes 3, so other widths
-crash there); an optional dropout before `fc` (default 0, upstream has none); the paper's
-attention blocks (AM-STGCN) can be placed after the graph conv ("convs") or the temporal conv
-("convt") of any block, as in the ST-GCN model.
+crash there); an optional dropout before `fc` (default 0, upstream has none); `blocks` can shrink
+the backbone (tests, CPU smoke runs); the paper's attention blocks (AM-STGCN, "Js-AGCN + our
+attention") can be placed after the graph conv unit ("convs") or the temporal unit ("convt") of
+any block, with the placement format and parameter names of `model.AMSTGCN`. Channels-last
+einsums replace upstream's per-subset matmul loop (same sums, see NOTES §1.2 on fusion).
 """
 
 from __future__ import annotations
@@ -56,10 +58,11 @@ def _conv_fan_out_init():
 
 
 class SubsetConv(nn.Module):
-    """K parallel 1x1 convs, one per graph subset (upstream `nn.ModuleList` of `Conv2d(in, out, 1)`).
+    """K parallel 1x1 convs, one per graph subset (upstream `ModuleList` of `Conv2d(in, out, 1)`).
 
     Params: `kernel[k] = weight_k[:, :, 0, 0].T` `(K, C_in, C_out)`, `bias` `(K, C_out)`.
-    `reduce=True` applies conv k to input slice k and sums over k (upstream `y = Σ_k conv_d[k](z_k)`).
+    `reduce=True` applies conv k to input slice k and sums over k (upstream
+    `y = Σ_k conv_d[k](z_k)`), as one matmul over (K, C).
     """
 
     num_subsets: int
@@ -74,13 +77,15 @@ class SubsetConv(nn.Module):
         kernel_init = self.kernel_init or nn.initializers.variance_scaling(
             2.0, "fan_out", "normal", in_axis=-2, out_axis=-1, batch_axis=(0,)
         )
-        kernel_KIO = self.param("kernel", kernel_init, (self.num_subsets, in_features, self.features))
+        shape = (self.num_subsets, in_features, self.features)
+        kernel_KIO = self.param("kernel", kernel_init, shape)
         bias_KO = self.param("bias", nn.initializers.zeros, (self.num_subsets, self.features))
         kernel_KIO = kernel_KIO.astype(self.dtype)
         bias_KO = bias_KO.astype(self.dtype)
         x = x.astype(self.dtype)
-        if self.reduce:  # x_NTVKC -> x_NTVO, one matmul over (K, C)
-            return jnp.einsum("ntvkc,kco->ntvo", x, kernel_KIO) + bias_KO.sum(0)[None, None, None]
+        if self.reduce:  # x_NTVKC -> x_NTVO
+            bias_O = bias_KO.sum(0)
+            return jnp.einsum("ntvkc,kco->ntvo", x, kernel_KIO) + bias_O[None, None, None]
         return jnp.einsum("ntvc,kco->ntvko", x, kernel_KIO) + bias_KO[None, None, None]
 
 
@@ -247,7 +252,7 @@ class AGCN(nn.Module):
     dropout: float = 0.0
     attention: Any = ()
     layer_indexing: str = "paper"
-    blocks: Sequence[tuple[int, int, bool]] = AGCN_BLOCKS  # (width, stride, residual); tests shrink it
+    blocks: Sequence[tuple[int, int, bool]] = AGCN_BLOCKS  # (width, stride, residual)
     dtype: Any = "float32"
 
     @nn.compact

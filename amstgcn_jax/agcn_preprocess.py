@@ -70,7 +70,8 @@ def select_active_bodies(data_CTVM: np.ndarray, num_keep: int = 2,
 
 
 def _rotation_matrix(axis, theta) -> np.ndarray:
-    """`rotation.rotation_matrix`: counter-clockwise rotation by theta about axis (Euler-Rodrigues)."""
+    """`rotation.rotation_matrix`: counter-clockwise rotation by theta about axis
+    (Euler-Rodrigues)."""
     axis = np.asarray(axis, np.float64)
     if np.abs(axis).sum() < 1e-6 or abs(theta) < 1e-6:
         return np.eye(3)
@@ -131,7 +132,7 @@ def _tile_person(person_TVC: np.ndarray) -> np.ndarray:
 
 def pre_normalize_sample(data_CTVM: np.ndarray, zaxis: Sequence[int] = NTU_ZAXIS,
                          xaxis: Sequence[int] = NTU_XAXIS) -> np.ndarray:
-    """`preprocess.pre_normalization` of one sample `(C=3, T, V, M)`; returns a new float32 array."""
+    """`preprocess.pre_normalization` of one sample `(C=3, T, V, M)`; a new float32 array."""
     data = np.asarray(data_CTVM, np.float32)
     if data.ndim != 4 or data.shape[0] != 3:
         raise ValueError(f"pre_normalize_sample expects (3, T, V, M) coordinates, got {data.shape}")

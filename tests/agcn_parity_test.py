@@ -115,9 +115,10 @@ def test_agcn_matches_upstream(name):
             continue
         assert key in got, f"{name}: fixture array {key!r} has no counterpart in our outputs"
         tol = 1e-5 if key in _TIGHT else 1e-4
-        assert got[key].shape == ref[key].shape, f"{name}/{key}: {got[key].shape} != {ref[key].shape}"
+        assert got[key].shape == ref[key].shape, f"{name}/{key}: {got[key].shape}"
         try:
-            np.testing.assert_allclose(got[key], ref[key], rtol=tol, atol=tol, err_msg=f"{name}/{key}")
+            np.testing.assert_allclose(got[key], ref[key], rtol=tol, atol=tol,
+                                       err_msg=f"{name}/{key}")
         except AssertionError as e:
             failures.append(str(e))
         compared.append(key)

@@ -138,6 +138,16 @@ def test_data_bn_channels_are_per_person_slot():
     assert set(zip(*np.nonzero(diff.max(axis=(0, 2))))) == {(1, 5, 2)}
 
 
+def _conv1x1_nctv(x, kernel_IO, bias_O):
+    return np.einsum("nctv,co->notv", x, kernel_IO) + bias_O[:, None, None]
+
+
+def _bn_nctv(x, scale, bias, stats):
+    mean, var = np.asarray(stats["mean"]), np.asarray(stats["var"])
+    return ((x - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-5) * scale[:, None, None]
+            + bias[:, None, None])
+
+
 def test_single_gcn_unit_matches_numpy_reference():
     """AdaptiveGraphConv against a direct float64 transcription of upstream unit_gcn.forward."""
     rng = np.random.default_rng(3)
@@ -147,34 +157,28 @@ def test_single_gcn_unit_matches_numpy_reference():
     shapes = jax.eval_shape(lambda: unit.init(jax.random.PRNGKey(0), x_NTVC, adj_KVV, train=False))
     variables = jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), shapes)
     variables["batch_stats"] = jax.tree.map(np.abs, variables["batch_stats"])  # var > 0
-    params = variables["params"]
     y, attn = jax.jit(lambda v, x: unit.apply(v, x, adj_KVV, train=False))(variables, x_NTVC)
 
-    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables["params"])
+    stats = variables["batch_stats"]
     x = x_NTVC.astype(np.float64).transpose(0, 3, 1, 2)  # upstream (n, C, T, V)
     n, c, t, v = x.shape
     graph_KVV = adj_KVV + p["PA"]
     out = 0
     for k in range(3):
-        a = np.einsum("nctv,ce->netv", x, p["conv_a"]["kernel"][k]) + p["conv_a"]["bias"][k][:, None, None]
-        b = np.einsum("nctv,ce->netv", x, p["conv_b"]["kernel"][k]) + p["conv_b"]["bias"][k][:, None, None]
-        a1 = a.transpose(0, 3, 1, 2).reshape(n, v, -1)
-        a2 = b.reshape(n, -1, v)
+        a = _conv1x1_nctv(x, p["conv_a"]["kernel"][k], p["conv_a"]["bias"][k])
+        b = _conv1x1_nctv(x, p["conv_b"]["kernel"][k], p["conv_b"]["bias"][k])
+        a1 = a.transpose(0, 3, 1, 2).reshape(n, v, -1)  # (n, V, C_e*T)
+        a2 = b.reshape(n, -1, v)  # (n, C_e*T, V)
         s = a1 @ a2 / a1.shape[-1]
         e = np.exp(s - s.max(axis=1, keepdims=True))
-        ck = e / e.sum(axis=1, keepdims=True)
+        ck = e / e.sum(axis=1, keepdims=True)  # softmax over dim -2
         np.testing.assert_allclose(attn[:, k], ck, rtol=1e-4, atol=1e-5)
         z = (x.reshape(n, c * t, v) @ (ck + graph_KVV[k])).reshape(n, c, t, v)
-        out = out + np.einsum("nctv,co->notv", z, p["conv_d"]["kernel"][k]) + p["conv_d"]["bias"][k][:, None, None]
-    bn, stats = p["bn"], variables["batch_stats"]["bn"]
-    out = (out - np.asarray(stats["mean"])[:, None, None]) / np.sqrt(
-        np.asarray(stats["var"])[:, None, None] + 1e-5
-    ) * bn["scale"][:, None, None] + bn["bias"][:, None, None]
-    down = np.einsum("nctv,co->notv", x, p["down_conv"]["kernel"][0, 0]) + p["down_conv"]["bias"][:, None, None]
-    dstats = variables["batch_stats"]["down_bn"]
-    down = (down - np.asarray(dstats["mean"])[:, None, None]) / np.sqrt(
-        np.asarray(dstats["var"])[:, None, None] + 1e-5
-    ) * p["down_bn"]["scale"][:, None, None] + p["down_bn"]["bias"][:, None, None]
+        out = out + _conv1x1_nctv(z, p["conv_d"]["kernel"][k], p["conv_d"]["bias"][k])
+    out = _bn_nctv(out, p["bn"]["scale"], p["bn"]["bias"], stats["bn"])
+    down = _conv1x1_nctv(x, p["down_conv"]["kernel"][0, 0], p["down_conv"]["bias"])
+    down = _bn_nctv(down, p["down_bn"]["scale"], p["down_bn"]["bias"], stats["down_bn"])
     expected = np.maximum(out + down, 0).transpose(0, 2, 3, 1)
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
 
@@ -301,7 +305,8 @@ def test_converted_model_runs_and_infers_input_width():
     assert inferred == config
     variables = agcn_convert.torch_to_flax(sd, inferred)
     model = AGCN(**inferred)
-    logits, _ = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, _x(v=17, c=2))
+    logits, _ = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables,
+                               _x(v=17, c=2))
     assert logits.shape == (N, 4)
 
 
@@ -319,7 +324,8 @@ def test_parameter_count_matches_upstream_formula():
         total += k * v * v + 2 * k * (c_in * e + e) + k * (c_in * c_out + c_out) + 2 * c_out
         total += (c_in * c_out + c_out + 2 * c_out) if c_in != c_out else 0
         total += 9 * c_out * c_out + c_out + 2 * c_out
-        total += (c_in * c_out + c_out + 2 * c_out) if residual and (c_in != c_out or stride > 1) else 0
+        if residual and (c_in != c_out or stride > 1):
+            total += c_in * c_out + c_out + 2 * c_out
     assert count == total
 
 
