@@ -23,7 +23,8 @@ CLI: `python -m amstgcn_jax.convert in.pt out_dir` writes
 - `out_dir/variables/`: an orbax `StandardCheckpointer` save of `{"params", "batch_stats"}`
   (numpy float32 leaves, restore with `load_converted(out_dir)`);
 - `out_dir/model_config.json`: the inferred `config.model` (`get_model(**config)` rebuilds it).
-2s-AGCN checkpoints (keys `l1.…`) are delegated to `amstgcn_jax.agcn_convert`.
+2s-AGCN checkpoints (keys `l1.…`) are delegated to `amstgcn_jax.agcn_convert`
+(`convert_state_dict`, `load_pytorch_checkpoint` and the CLI accept both).
 """
 
 from __future__ import annotations
@@ -301,13 +302,28 @@ def flax_to_torch(variables: Mapping, config: Mapping | None = None, *,
     return sd
 
 
+def convert_state_dict(sd: Mapping[str, np.ndarray], config: Mapping | None = None
+                       ) -> tuple[dict, dict]:
+    """`(variables, config)` for an ST-GCN or (keys `l1.…`) 2s-AGCN state_dict."""
+    sd = clean_state_dict(sd)
+    if any(k.startswith("l1.") for k in sd):
+        from amstgcn_jax import agcn_convert
+
+        overrides = {k: v for k, v in dict(config or {}).items() if k != "backbone"}
+        agcn_config = agcn_convert.infer_config(sd, layout=overrides.pop("layout", None))
+        agcn_config.update(overrides)
+        variables = agcn_convert.torch_to_flax(sd, agcn_config)
+        return variables, dict(agcn_config, backbone="agcn")
+    return torch_to_flax(sd, config)
+
+
 def load_pytorch_checkpoint(path, config: Mapping | None = None) -> tuple[dict, dict]:
     """Reads a `.pt` (zip or legacy) without torch; returns `(variables, config)`."""
     from amstgcn_jax import torch_pickle
 
     sd = torch_pickle.load_state_dict(path)
     try:
-        return torch_to_flax(sd, config)
+        return convert_state_dict(sd, config)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
 
@@ -359,21 +375,11 @@ def main(argv=None) -> None:
     parser.add_argument("out_dir", help="output directory (variables/ + model_config.json)")
     parser.add_argument("--layout", help="graph layout name (default: inferred from A / V)")
     args = parser.parse_args(argv)
-    from amstgcn_jax import torch_pickle
-
-    sd = clean_state_dict(torch_pickle.load_state_dict(args.checkpoint))
     overrides = {"layout": args.layout} if args.layout else {}
-    if any(k.startswith("l1.") for k in sd):
-        from amstgcn_jax import agcn_convert
-
-        config = agcn_convert.infer_config(sd, **overrides)
-        variables = agcn_convert.torch_to_flax(sd, config)
-        config = dict(config, backbone="agcn")
-    else:
-        try:
-            variables, config = torch_to_flax(sd, overrides)
-        except ValueError as e:
-            raise SystemExit(f"{args.checkpoint}: {e}") from None
+    try:
+        variables, config = load_pytorch_checkpoint(args.checkpoint, overrides)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     out = save_converted(variables, config, args.out_dir)
     print(f"wrote {out}/variables and {out}/model_config.json: {config}")
 

@@ -160,3 +160,16 @@ def test_mvc_data_bn_round_trip(persons):
     back, inferred = convert.torch_to_flax(sd)
     assert inferred["data_bn"] == ("MVC" if persons > 1 else "VC")
     jax.tree.map(np.testing.assert_array_equal, back, variables)
+
+
+def test_agcn_checkpoints_are_dispatched(shared_dir):
+    from amstgcn_jax import agcn_convert
+
+    path = shared_dir / "parity-agcn" / "agcn_kinetics_seed0.pt"
+    if not path.exists():
+        pytest.skip(f"{path} absent")
+    variables, config = convert.load_pytorch_checkpoint(path)
+    assert config["backbone"] == "agcn" and config["num_classes"] == 400
+    expected = agcn_convert.torch_to_flax(torch_pickle.load_state_dict(path))
+    jax.tree.map(np.testing.assert_array_equal, variables, expected)
+    assert type(get_model(**config)).__name__ == "AGCN"
