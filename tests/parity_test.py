@@ -124,3 +124,17 @@ def test_roundtrip_torch_flax_torch(pt_name, npz_name):
     assert sorted(back) == sorted(sd)
     for key in sd:
         np.testing.assert_array_equal(back[key], sd[key], err_msg=key)
+
+
+@pytest.mark.parametrize("pt_name,npz_name", _pairs()[:1])
+def test_cli_conversion_gives_the_same_logits(tmp_path, pt_name, npz_name):
+    directory, _ = _parity_dir()
+    convert.main([str(directory / pt_name), str(tmp_path / "converted")])
+    variables, config = convert.load_converted(tmp_path / "converted")
+    _, _, expected_vars, ref, out = _run(pt_name, npz_name)
+    jax.tree.map(np.testing.assert_array_equal, dict(variables), expected_vars)
+    model = get_model(**config)
+    x_NMTVC = np.transpose(ref["x"], (0, 4, 2, 3, 1))
+    with jax.default_matmul_precision("highest"):
+        logits_NL, _ = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x_NMTVC)
+    np.testing.assert_allclose(np.asarray(logits_NL), ref["logits"], **_TOL)
