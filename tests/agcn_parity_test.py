@@ -153,3 +153,19 @@ def test_parameter_count_equals_upstream(name):
     upstream = sum(v.size for k, v in sd.items() if not k.endswith(buffers))
     ours = sum(p.size for p in jax.tree.leaves(variables["params"]))
     assert ours == upstream
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", _pairs()[:1])
+def test_exported_file_loads_in_torch(name, tmp_path):
+    """flax -> torch_pickle.save_state_dict -> torch.load(weights_only=True) gives upstream's dict."""
+    torch = pytest.importorskip("torch")
+    from amstgcn_jax import torch_pickle
+
+    sd, _, _, variables, _ = _run(name)
+    path = tmp_path / "export.pt"
+    torch_pickle.save_state_dict(agcn_convert.flax_to_torch(variables), path)
+    loaded = torch.load(path, weights_only=True)
+    assert list(loaded) == list(sd)
+    for key, value in sd.items():
+        np.testing.assert_array_equal(loaded[key].numpy(), value, err_msg=key)
