@@ -13,24 +13,24 @@ Expected result: TBD (filled in after the first CPU run).
 from configs import common
 
 TINY_BLOCKS = ((8, 1, False), (8, 2, True))
-SLIM_BLOCKS = ((16, 1, False), (16, 1, True), (32, 1, True), (32, 1, True), (64, 2, True),
+SLIM_BLOCKS = ((16, 1, False), (16, 1, True), (32, 2, True), (32, 1, True), (64, 2, True),
                (64, 1, True))
 
 
 def get_config(arg=None):
     arg = common.parse_arg(arg, variant="am_stgcn", modality="joint", full=False, tiny=False, bf16=False,
                            seed=0, choices={"modality": common.MODALITIES})
-    data = common.data_config(name="synthetic", recipe="pyskl", modality=arg.modality, window=48,
+    data = common.data_config(name="synthetic", recipe="pyskl", modality=arg.modality, window=32,
                               rotation=0.3, num_train=1200, num_test=480)
     model = common.stgcn_model(num_classes=12, layout="ntu-rgb+d", variant=arg.variant,
                                data_bn="MVC", dtype="bfloat16" if arg.bf16 else "float32")
     if not arg.full:
         model["blocks"] = SLIM_BLOCKS
     optim = common.optim_config(learning_rate=0.1, decay_epochs=(4,), warmup_epochs=1)
-    c = common.base_config(data=data, model=model, optim=optim, batch_size=32, num_epochs=6,
+    c = common.base_config(data=data, model=model, optim=optim, batch_size=16, num_epochs=5,
                            seed=arg.seed)
     c.eval_batch_size = 64
-    c.log_every_steps, c.eval_every_epochs, c.checkpoint_every_steps = 5, 2, 100
+    c.log_every_steps, c.eval_every_epochs, c.checkpoint_every_steps = 5, 1, 100
     if arg.tiny:
         c.data.update(window=16, num_train=96, num_test=40, synthetic_min_frames=16,
                       synthetic_max_frames=32)
