@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# One command for a GPU machine: JAX vs PyTorch (CUDA) train step + inference, ST-GCN and
+# AM-STGCN, NTU (T=300, V=25) and the Kinetics training crop (T=150, V=18).
+#
+#   bash benchmarks/gpu_benchmark.sh [OUT_DIR]        # default OUT_DIR: $OUT or ./gpu_results
+#
+# Each configuration is a separate process (clean peak-memory figures) and appends its JSON line
+# to OUT_DIR/gpu_results.jsonl as soon as it finishes; stdout+stderr go to OUT_DIR/gpu_log.txt.
+# BUDGET_S (default 300) bounds the whole script: a configuration starts only if its
+# estimate still fits, so the most important ones run first. Needs python3 with jax[cuda],
+# flax, optax, absl and torch (CUDA); amstgcn_jax is used from this checkout (no install).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR=${1:-${OUT:-./gpu_results}}
+mkdir -p "$OUT_DIR"
+PY=${PYTHON:-python3}
+BUDGET_S=${BUDGET_S:-300}
+DEVICE=${DEVICE:-gpu}
+ITERS=${ITERS:-4}
+CHUNK=${CHUNK:-5}
+WARMUP=${WARMUP:-2}
+NTU_BATCH=${NTU_BATCH:-128}
+KIN_BATCH=${KIN_BATCH:-256}
+NTU_T=${NTU_T:-300}
+KIN_T=${KIN_T:-150}
+JSONL="$OUT_DIR/gpu_results.jsonl"
+LOG="$OUT_DIR/gpu_log.txt"
+export PYTHONUNBUFFERED=1
+START=$(date +%s)
+
+{
+  echo "== $(date -u) $(uname -m)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || true
+  $PY -c "import jax, jaxlib, flax, optax, torch; print('jax', jax.__version__, 'jaxlib', \
+jaxlib.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'torch', \
+torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version()); \
+print(jax.devices())" 2>&1
+} | tee -a "$LOG"
+
+# run NAME ESTIMATE_S TIMEOUT_S ARGS... : one harness process, skipped if it cannot fit.
+run() {
+  local name=$1 est=$2 tmo=$3; shift 3
+  local left=$(( BUDGET_S - ($(date +%s) - START) ))
+  if (( left < est )); then
+    echo "== SKIP $name (needs ~${est}s, ${left}s left)" | tee -a "$LOG"; return 1
+  fi
+  (( tmo > left )) && tmo=$left
+  echo "== RUN $name (timeout ${tmo}s): $*" | tee -a "$LOG"
+  local t0=$(date +%s)
+  timeout "$tmo" $PY benchmarks/train_step_benchmark.py --device "$DEVICE" --iters "$ITERS" \
+      --chunk "$CHUNK" --warmup "$WARMUP" --out "$JSONL" "$@" >>"$LOG" 2>&1
+  local rc=$?
+  echo "== END $name rc=$rc in $(( $(date +%s) - t0 ))s" | tee -a "$LOG"
+  grep -E '^(jax|torch|ratio|logits|#) ' "$LOG" | tail -n 12 | sed 's/^/   /'
+  return $rc
+}
+
+# 1. ST-GCN, NTU, bf16: the headline training throughput (target >= 2,000 clips/s on an H100).
+run ntu_stgcn_bf16 70 150 --model stgcn --dataset ntu --frames "$NTU_T" --batch "$NTU_BATCH" \
+    --dtype bfloat16
+# 2. AM-STGCN default (non-local x3 after ConvT of layer 3), NTU, bf16, flash attention.
+run ntu_amstgcn_bf16 80 150 --model am_stgcn --attention-impl cudnn --dataset ntu \
+    --frames "$NTU_T" --batch "$NTU_BATCH" --dtype bfloat16 \
+  || run ntu_amstgcn_bf16_xla 60 120 --model am_stgcn --attention-impl xla --dataset ntu \
+    --frames "$NTU_T" --batch 16 --dtype bfloat16 --skip-infer
+# 3. Kinetics training crop, bf16: the epoch-time estimate (240,000 clips).
+run kinetics_stgcn_bf16 55 120 --model stgcn --dataset kinetics --frames "$KIN_T" \
+    --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer
+# 4. Kinetics AM-STGCN default and the ConvS placement (paper Table 8), JAX only.
+run kinetics_amstgcn_bf16 40 100 --model am_stgcn --attention-impl cudnn --dataset kinetics \
+    --frames "$KIN_T" --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer --skip-torch
+run kinetics_convs_l3x3_bf16 35 90 --model convs_l3x3 --attention-impl cudnn \
+    --dataset kinetics --frames "$KIN_T" --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer \
+    --skip-torch
+# 5. float32 (TF32 matmuls/convs pinned on both sides), NTU.
+run ntu_stgcn_fp32 60 120 --model stgcn --dataset ntu --frames "$NTU_T" --batch 64 \
+    --dtype float32 --precision tf32
+echo "== done in $(( $(date +%s) - START ))s; results: $JSONL" | tee -a "$LOG"
