@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
+from absl import logging
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -32,8 +32,13 @@ class MetricsLogger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("a")
             if tensorboard:
-                from tensorboardX import SummaryWriter
-                self._tb = SummaryWriter(str(Path(workdir) / "tb"))
+                try:
+                    from tensorboardX import SummaryWriter
+                except ImportError:
+                    logging.warning("tensorboardX is not installed: no TensorBoard event files "
+                                    "(metrics still go to %s)", self.path)
+                else:
+                    self._tb = SummaryWriter(str(Path(workdir) / "tb"))
 
     def write(self, step: int, metrics: dict) -> None:
         if not self.active:
@@ -68,7 +73,24 @@ def read_metrics(path) -> list[dict]:
     return sorted(latest.values(), key=lambda r: r["step"])
 
 
+class _NoBar:
+    """Stands in for tqdm where it is not installed."""
+
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
 def progress_bar(total: int, initial: int = 0, desc: str = "train"):
     """A tqdm bar for the step loop (disabled on processes other than 0)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar()
     return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True,
                 disable=jax.process_index() != 0, mininterval=1.0)

@@ -238,3 +238,51 @@ def plot_attention_map(attn, joints_VC, edges, out_path, *, top_k: int = 2, pool
     ax_m.set_ylabel("query joint")
     fig.suptitle(title or "non-local attention, averaged over frames")
     return _save(fig, out_path)
+
+
+def compare_runs(score_files, names, out_path, *, class_names=None, subset_names=None) -> Path:
+    """Per-class accuracy bars of several runs from their saved scores (`scores_test.npz` with
+    labels), optionally restricted to a class subset such as Kinetics-Motion (paper Fig. 4)."""
+    from amstgcn_jax import evaluate
+    runs, labels0 = {}, None
+    for path, name in zip(score_files, names):
+        scores, labels = evaluate.load_scores(path)
+        if labels is None:
+            raise ValueError(f"{path}: no labels stored (use the .npz written by train/eval)")
+        if labels0 is not None and not np.array_equal(labels, labels0):
+            raise ValueError(f"{path}: different test samples than {score_files[0]}")
+        labels0 = labels
+        if subset_names is not None:
+            idx = evaluate.class_subset_indices(subset_names, class_names)
+            runs[name] = evaluate.subset_metrics(scores, labels, idx)["per_class_accuracy"]
+        else:
+            runs[name] = evaluate.compute_metrics(scores, labels)["per_class_accuracy"]
+    shown = subset_names if subset_names is not None else class_names
+    return plot_per_class_accuracy(runs, shown, out_path)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    from amstgcn_jax import evaluate
+    parser = argparse.ArgumentParser(
+        description="Per-class accuracy of several runs (e.g. ST-GCN vs AM-STGCN), one PNG.")
+    parser.add_argument("--scores", nargs="+", required=True,
+                        help="scores_test.npz of each run (or eval.py --out .npz files)")
+    parser.add_argument("--names", nargs="+", help="run names (default: the file paths)")
+    parser.add_argument("--class_names", help="class names file, one per line")
+    parser.add_argument("--subset", help="class-subset file (e.g. Kinetics-Motion)")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    names = args.names or args.scores
+    class_names = evaluate.read_class_names(args.class_names) if args.class_names else None
+    subset = evaluate.read_class_names(args.subset) if args.subset else None
+    if subset is not None and class_names is None:
+        parser.error("--subset needs --class_names")
+    print(compare_runs(args.scores, names, args.out, class_names=class_names,
+                       subset_names=subset))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

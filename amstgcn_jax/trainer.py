@@ -170,6 +170,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
             logger.write(pending_step, means)
             bar.set_postfix(loss=f"{means['train/loss']:.4f}", lr=f"{host['learning_rate']:.4g}",
                             clips_s=f"{clips_per_s:.1f}")
+            logging.log_every_n_seconds(
+                logging.INFO, "step %d/%d (epoch %.2f): loss %.4f, lr %.4g, %.1f clips/s", 30,
+                pending_step, total_steps, means["train/epoch"], means["train/loss"],
+                host["learning_rate"], clips_per_s)
             history.clear()
 
     try:
@@ -227,8 +231,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
 
 
 def _write_plots(workdir: Path, eval_metrics: dict, class_names) -> None:
-    from amstgcn_jax import plots  # matplotlib is imported only when plots are written
     try:
+        from amstgcn_jax import plots  # matplotlib is imported only when plots are written
         plots.plot_training_curves(workdir / metrics_log.METRICS_FILE, workdir / "curves.png")
         plots.plot_confusion_matrix(eval_metrics["confusion_matrix"], class_names,
                                     workdir / "confusion_matrix.png")
@@ -244,13 +248,13 @@ def _write_attention_plot(workdir: Path, model, state, data, layout) -> None:
     if layout is None or not any("attn_" in "/".join(str(getattr(k, "key", k)) for k in path)
                                  for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]):
         return
-    from amstgcn_jax import plots
     try:
+        from amstgcn_jax import plots
         x_MTVC = next(iter(data.eval_batches()))["x"][0]
         plots.plot_sample_attention(model, {"params": params,
                                             "batch_stats": jax.device_get(state.batch_stats)},
                                     x_MTVC, layout, workdir / "attention.png")
-    except ValueError as e:  # e.g. only CBAM/SE blocks: nothing joint-to-joint to draw
+    except (ValueError, ImportError) as e:  # e.g. only CBAM/SE blocks, or no matplotlib
         logging.info("no attention plot: %s", e)
 
 

@@ -74,3 +74,18 @@ def test_attention_map_of_a_real_model(tmp_path):
     with pytest.raises(ValueError, match="sowed no attention"):
         plots.plot_sample_attention(plain, plain_vars, x_MTVC, graph.get_layout("ntu-rgb+d"),
                                     tmp_path / "b.png")
+
+
+def test_compare_runs_cli(tmp_path):
+    from amstgcn_jax import evaluate
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 50)
+    for name in ("st", "am"):
+        evaluate.save_scores(tmp_path / f"{name}.npz", rng.normal(size=(50, 4)), labels)
+    (tmp_path / "names.txt").write_text("a\nb\nc\nd\n")
+    (tmp_path / "subset.txt").write_text("# two of them\nd\nb\n")
+    rc = plots.main(["--scores", str(tmp_path / "st.npz"), str(tmp_path / "am.npz"), "--names",
+                     "ST-GCN", "AM-STGCN", "--class_names", str(tmp_path / "names.txt"),
+                     "--subset", str(tmp_path / "subset.txt"), "--out", str(tmp_path / "f.png")])
+    assert rc == 0
+    _assert_png(tmp_path / "f.png")
