@@ -309,6 +309,10 @@ def evaluate_checkpoint(config, checkpoint, *, out=None, motion_classes=None, la
                                            loss_N=result["loss"])
     if label_names:
         class_names = evaluate_lib.read_class_names(label_names)
+    if class_names is not None and len(class_names) != result["scores"].shape[1]:
+        logging.warning("%d class names for a %d-way model: class names not used",
+                        len(class_names), result["scores"].shape[1])
+        class_names = None
     if motion_classes:
         if class_names is None:
             raise ValueError("--motion_classes needs the dataset's class names (--label_names)")

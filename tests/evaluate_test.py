@@ -149,3 +149,22 @@ def test_fusion_beats_each_stream(tmp_path, capsys):
     with pytest.raises(ValueError, match="2 score arrays but 1 weights"):
         evaluate.fuse_scores([joint, bone], [1])
     assert fuse.main(["--scores", str(tmp_path / "bone.pkl")]) == 2  # no labels anywhere
+
+
+def test_eval_cli_on_a_pytorch_stgcn_checkpoint(shared_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    pt = shared_dir / "parity" / "stgcn_ntu_seed0.pt"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    out = subprocess.run(
+        [sys.executable, "eval.py", "--config", "configs/synthetic.py:tiny", "--checkpoint",
+         str(pt), "--out", str(tmp_path / "s.npz"), "--plots_dir", str(tmp_path / "p")],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "(40 samples)" in out.stdout and out.stdout.startswith("top-1 ")
+    scores, labels = evaluate.load_scores(tmp_path / "s.npz")
+    assert scores.shape == (40, 60) and labels.max() < 12  # 60-way head on the 12-class data
+    assert (tmp_path / "p" / "confusion_matrix.png").exists()
