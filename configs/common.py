@@ -108,7 +108,7 @@ def stgcn_model(*, num_classes, layout, variant="am_stgcn", backbone="stgcn", da
     from ml_collections.config_dict import placeholder
     model = dict(backbone=backbone, variant=variant, num_classes=num_classes, layout=layout,
                  in_channels=in_channels, dropout=dropout, data_bn=data_bn,
-                 attention=placeholder(str), dtype=dtype)
+                 attention=placeholder(str), blocks=placeholder(tuple), dtype=dtype)
     if backbone == "stgcn":
-        model.update(strategy="spatial", edge_importance=True, blocks=placeholder(tuple))
+        model.update(strategy="spatial", edge_importance=True)
     return model

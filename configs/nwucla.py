@@ -12,7 +12,7 @@ SGD Nesterov 0.9, weight decay 1e-4, batch 16, lr 0.1 with 5 warm-up epochs, ×0
 frame 0, random view rotation ±60° about x and y, min-max normalise to [−1, 1], 52 sorted random
 frames (test: no rotation, 52 evenly spaced frames). Model: full ST-GCN backbone on the 20-joint
 `nw-ucla` graph; `variant=am_stgcn` adds the paper's 3 non-local blocks after ConvT of layer 3.
-Args: `variant=...`, modality (`bone`, ...), `bf16`, `epochs=N` (the decay epoch and warm-up
+Args: `variant=...`, modality (`bone`, ...), `backbone=agcn` (2s-AGCN stream, same recipe), `bf16`, `epochs=N` (the decay epoch and warm-up
 scale with it: a shorter run of the same recipe), `seed=N`.
 Expected result: TBD — AM-STGCN target ≥ 90% top-1 (published CTR-GCN, 4-stream: 96.5%).
 """
@@ -23,12 +23,13 @@ from configs import common
 
 
 def get_config(arg=None):
-    arg = common.parse_arg(arg, variant="am_stgcn", modality="joint", bf16=False, epochs=65,
-                           seed=0, choices={"modality": common.MODALITIES})
+    arg = common.parse_arg(arg, variant="am_stgcn", modality="joint", backbone="stgcn", bf16=False,
+                           epochs=65, seed=0, choices={"modality": common.MODALITIES,
+                                                       "backbone": ("stgcn", "agcn")})
     data = common.data_config(name="nw_ucla", root="", recipe="ucla", modality=arg.modality,
                               window=52, rotation=math.radians(60), num_persons=1, repeat=5)
     model = common.stgcn_model(num_classes=10, layout="nw-ucla", variant=arg.variant,
-                               data_bn="MVC", dtype="bfloat16" if arg.bf16 else "float32")
+                               backbone=arg.backbone, data_bn="MVC", dtype="bfloat16" if arg.bf16 else "float32")
     scale = arg.epochs / 65
     optim = common.optim_config(learning_rate=0.1, decay_epochs=(round(50 * scale),),
                                 warmup_epochs=max(1, round(5 * scale)), weight_decay=1e-4)

@@ -19,11 +19,11 @@ from configs import common
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
-    "synthetic": ["", "tiny", "variant=stgcn,bone", "full,bf16", "seed=3"],
+    "synthetic": ["", "tiny", "variant=stgcn,bone", "full,bf16", "seed=3", "tiny,backbone=agcn"],
     "ntu60": ["", "xview,bone,variant=stgcn", "backbone=agcn,bone", "bf16"],
     "ntu120": ["", "xset,joint_motion", "backbone=agcn"],
     "kinetics": ["", "variant=stgcn", "backbone=agcn"],
-    "nwucla": ["", "variant=stgcn", "epochs=20,bone"],
+    "nwucla": ["", "variant=stgcn", "epochs=20,bone", "backbone=agcn,bone"],
 }
 
 
