@@ -35,7 +35,8 @@ def train_step(state, batch, rng, *, learning_rate_fn):
         "loss": loss,
         "top1": jnp.mean(jnp.argmax(logits_NL, -1) == labels_N),
         "learning_rate": learning_rate_fn(state.step),
-        "grad_norm": optax.tree.norm(grads),
+        "grad_norm": jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(jnp.float32)))
+                                  for g in jax.tree.leaves(grads))),
     }
     return new_state, metrics
 
