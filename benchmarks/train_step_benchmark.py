@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import json
 import os
 import platform
@@ -52,8 +53,10 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--persons", type=int, default=2)
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    p.add_argument("--precision", choices=("highest", "tf32"), default="highest",
-                   help="float32 matmul/conv precision pinned on BOTH sides (GPU only)")
+    p.add_argument("--precision", choices=("default", "highest", "tf32"), default="default",
+                   help="float32 matmul/conv precision pinned on BOTH sides: highest (true "
+                        "fp32) or tf32; default leaves each framework's default (on CPU both "
+                        "are full fp32; use tf32/highest for float32 GPU comparisons)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--dropout", type=float, default=None, help="default: the dataset's config")
@@ -61,6 +64,9 @@ def parse_args(argv=None):
     p.add_argument("--chunk", type=int, default=1, help="steps per timed round")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps after compile")
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--baseline", default=None,
+                   help="also build this JAX model (e.g. stgcn) and interleave its steps with "
+                        "--model's: the attention overhead measured under the same load")
     p.add_argument("--skip-torch", action="store_true")
     p.add_argument("--skip-infer", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -152,18 +158,25 @@ def _status_kb(field):
 
 
 def measure_rss_peak(fn):
-    """Runs fn() once; returns (peak RSS during it minus RSS before it, process RSS peak), MiB."""
+    """Runs fn() once; returns (peak RSS during it minus RSS before it, process RSS peak), MiB.
+
+    The peak is reset right before fn() (Linux `clear_refs` 5), after a GC, a pause for
+    asynchronous frees of the previous step and `malloc_trim`, so the delta is the step's
+    own working memory on top of the resident state (None where the reset is unavailable).
+    """
+    gc.collect()
+    time.sleep(1.0)
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
+    except (OSError, AttributeError):
         pass
-    before = _status_kb("VmRSS")
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         reset = True
     except OSError:
         reset = False
+    before = _status_kb("VmRSS")
     fn()
     peak = _status_kb("VmHWM")
     delta = (peak - before) / 1024 if reset else None
@@ -200,8 +213,9 @@ def build_jax(args, cfg):
 
     from amstgcn_jax import model as model_lib
 
-    jax.config.update("jax_default_matmul_precision",
-                      "tensorfloat32" if args.precision == "tf32" else "highest")
+    if args.precision != "default":
+        jax.config.update("jax_default_matmul_precision",
+                          "tensorfloat32" if args.precision == "tf32" else "highest")
     model_kwargs = jax_model_kwargs(args, cfg)
     model = model_lib.get_model(**model_kwargs)
     rng = jax.random.PRNGKey(args.seed)
@@ -249,7 +263,7 @@ def build_jax(args, cfg):
 
     res["device"] = str(jax.devices()[0].device_kind)
     return {"res": res, "run_infer": run_infer, "run_train": run_train, "holder": holder,
-            "variables": variables, "np": np}
+            "variables": variables, "placements": model_kwargs["attention"]}
 
 
 def randomize_variables(variables, seed):
@@ -365,9 +379,10 @@ def build_torch(args, cfg, state_np, attention):
     if args.device == "cpu":
         torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
     else:
-        tf32 = args.precision == "tf32"
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.backends.cudnn.allow_tf32 = tf32
+        if args.precision != "default":
+            tf32 = args.precision == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cudnn.benchmark = True
     model = torch_stgcn.STGCN(state_np["A"], num_classes=cfg["num_classes"],
                               dropout=cfg["dropout"], attention=attention)
@@ -435,9 +450,13 @@ def main(argv=None):
     if not args.skip_torch:
         torch_attention = attention_blocks(placements)
     jx = build_jax(args, cfg)
+    jb = None
+    if args.baseline:
+        jb = build_jax(argparse.Namespace(**(vars(args) | {"model": args.baseline,
+                                                            "attention_impl": None})), cfg)
     out = {"config": {k: getattr(args, k) for k in (
         "model", "attention_impl", "tcn_impl", "dataset", "frames", "batch", "persons", "dtype",
-        "precision", "device", "threads", "iters", "chunk", "warmup", "lr")}
+        "precision", "device", "threads", "iters", "chunk", "warmup", "lr", "baseline")}
         | {"joints": v, "dropout": cfg["dropout"], "placements": repr(placements)},
         "jax": jx["res"]}
 
@@ -450,7 +469,9 @@ def main(argv=None):
         tc = build_torch(args, cfg, state_np, torch_attention)
         out["torch"] = tc["res"]
 
-    fw = {"jax": jx} | ({"torch": tc} if tc else {})
+    fw = {"jax": jx} | ({"jax_baseline": jb} if jb else {}) | ({"torch": tc} if tc else {})
+    if jb:
+        out["jax_baseline"] = jb["res"]
     phases = ([] if args.skip_infer else ["infer"]) + ["train"]
     n_chunk = max(args.chunk, 1)
     for phase in phases:
@@ -472,17 +493,24 @@ def main(argv=None):
         for name, f in fw.items():
             f["res"][phase] = summarize([s / n_chunk for s in times[name]], args.batch)
 
-    flops_fwd = forward_flops_per_clip(v, args.frames, args.persons, num_classes,
-                                       attention_blocks(placements, strict=False))
-    out["model_gflop_fwd_per_clip"] = flops_fwd / 1e9
-    out["model_gflop_train_per_clip"] = 3 * flops_fwd / 1e9
+    def fwd_flops(placements):
+        return forward_flops_per_clip(v, args.frames, args.persons, num_classes,
+                                      attention_blocks(placements, strict=False))
+
+    out["model_gflop_fwd_per_clip"] = fwd_flops(placements) / 1e9
+    out["model_gflop_train_per_clip"] = 3 * fwd_flops(placements) / 1e9
     for name, f in fw.items():
         r = f["res"]
+        flops_fwd = fwd_flops(f.get("placements", placements))
+        r["model_gflop_fwd_per_clip"] = flops_fwd / 1e9
         r["train"]["gflop_per_s"] = r["train"]["clips_per_s"] * 3 * flops_fwd / 1e9
         if "infer" in r:
             r["infer"]["gflop_per_s"] = r["infer"]["clips_per_s"] * flops_fwd / 1e9
         r["final_loss"] = float(f["holder"]["loss"])
     _memory(args, jx, tc)
+    if jb:
+        out["overhead_vs_baseline"] = {
+            p: jb["res"][p]["clips_per_s"] / jx["res"][p]["clips_per_s"] - 1 for p in phases}
     if tc is not None:
         out["ratio_jax_over_torch"] = {
             p: jx["res"][p]["clips_per_s"] / tc["res"][p]["clips_per_s"] for p in phases}
@@ -522,8 +550,16 @@ def _versions(tc):
     import jaxlib
 
     v = {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__}
+    try:
+        v["jax_backend"] = jax.devices()[0].client.platform_version
+    except Exception:  # informational only
+        pass
     if tc is not None:
-        v["torch"] = tc["torch"].__version__
+        torch = tc["torch"]
+        v["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            v["torch_cuda"] = torch.version.cuda
+            v["torch_cudnn"] = torch.backends.cudnn.version()
     return v
 
 
@@ -544,7 +580,7 @@ def _print_table(out, phases):
           f"M={c['persons']} batch={c['batch']} {c['dtype']} on {out['jax']['device']}")
     print(f"# model GFLOP/clip: fwd {out['model_gflop_fwd_per_clip']:.2f}, "
           f"train (3x) {out['model_gflop_train_per_clip']:.2f}")
-    for name in ("jax", "torch"):
+    for name in ("jax", "jax_baseline", "torch"):
         if name not in out:
             continue
         r = out[name]
@@ -560,6 +596,9 @@ def _print_table(out, phases):
     if "ratio_jax_over_torch" in out:
         print("ratio JAX/torch: " + ", ".join(
             f"{p} {r:.2f}x" for p, r in out["ratio_jax_over_torch"].items()))
+    if "overhead_vs_baseline" in out:
+        print(f"{c['model']} step time vs {c['baseline']} (same process, interleaved): " + ", ".join(
+            f"{p} {100 * r:+.1f}%" for p, r in out["overhead_vs_baseline"].items()))
     if "logits_max_abs_diff" in out:
         print(f"logits max |JAX - torch| at identical weights: {out['logits_max_abs_diff']:.2e}")
 
