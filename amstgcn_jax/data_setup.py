@@ -7,8 +7,9 @@ It also holds the NW-UCLA recipe of CTR-GCN (github.com/Uason-Chen/CTR-GCN @e1ee
 `feeders/feeder_ucla.py`, `config/ucla/default.yaml`), used by `configs/nwucla.py`:
 centre on joint 1 of the first frame, a random view change (rotation about x and y by integer
 degrees in [−60, 60]; the random scale is dropped because the next step cancels it), per-sample
-min-max normalisation of each axis to [−1, 1], then 52 frames: sorted random draws (train; upstream
-samples without replacement from every frame repeated 100 times) or `linspace` indices (test).
+min-max normalisation of each axis to [−1, 1], then 52 frames: sorted random draws (train;
+upstream samples without replacement from every frame repeated 100 times) or `linspace` indices
+(test).
 Deviation: an axis whose range is 0 is left at 0 instead of dividing by zero.
 """
 

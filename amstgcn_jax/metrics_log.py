@@ -69,7 +69,8 @@ def read_metrics(path) -> list[dict]:
         for line in f:
             if line.strip():
                 rec = json.loads(line)
-                latest[(rec["step"], tuple(sorted(k for k in rec if k not in ("step", "time"))))] = rec
+                keys = tuple(sorted(k for k in rec if k not in ("step", "time")))
+                latest[(rec["step"], keys)] = rec
     return sorted(latest.values(), key=lambda r: r["step"])
 
 

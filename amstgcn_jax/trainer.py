@@ -105,9 +105,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     logging.info("devices: %s; git %s", jax.devices(), _git_sha())
 
     local_batch = sharding_lib.local_batch_size(config.batch_size, mesh)
+    eval_batch_size = config.eval_batch_size or config.batch_size
+    eval_batch_size = -(-eval_batch_size // mesh.size) * mesh.size  # padded rows are masked
     data = data_setup.make_data(config.data, batch_size=config.batch_size,
                                 local_batch_size=local_batch, seed=config.seed,
-                                eval_batch_size=config.eval_batch_size or config.batch_size,
+                                eval_batch_size=eval_batch_size,
                                 num_devices=mesh.size, layout=config.model.get("layout"))
     steps_per_epoch = data.steps_per_epoch
     total_steps = config.num_epochs * steps_per_epoch
@@ -187,8 +189,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
             done = step + 1
             epoch_end = done % steps_per_epoch == 0
             epoch = done // steps_per_epoch
-            do_eval = done == total_steps or (
-                epoch_end and config.eval_every_epochs > 0 and epoch % config.eval_every_epochs == 0)
+            eval_due = config.eval_every_epochs > 0 and epoch % config.eval_every_epochs == 0
+            do_eval = done == total_steps or (epoch_end and eval_due)
             do_save = (done == total_steps or epoch_end or do_eval
                        or (config.checkpoint_every_steps > 0
                            and done % config.checkpoint_every_steps == 0))

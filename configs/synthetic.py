@@ -4,12 +4,14 @@
 
 A slim AM-STGCN (6 blocks of 16-64 channels, 3 non-local blocks after ConvT of layer 3) trained
 for 5 epochs (375 steps, batch 16) on 1,200 generated clips (32-frame samples), tested on 480.
-Args: `variant=stgcn` (attention-free baseline), `backbone=agcn` (2s-AGCN stream), `full` (full-width 10-block backbone; slow on
-CPU), modality (`bone`, ...), `bf16` (bfloat16 compute), `seed=N`, `tiny` (CI-sized: 2 blocks
-of 8 channels, 16 frames, 96 clips, batch 8, 2 epochs: seconds, used by the tests).
+Args: `variant=stgcn` (attention-free baseline), `backbone=agcn` (2s-AGCN stream), `full`
+(full-width 10-block backbone; slow on CPU), modality (`bone`, ...), `bf16` (bfloat16
+compute), `seed=N`, `tiny` (CI-sized: 2 blocks of 8 channels, 16 frames, 96 clips, batch 8,
+2 epochs: seconds, used by the tests).
 Expected (measured on a 2-core CPU shared with other jobs, seed 0): AM-STGCN top-1 57.3% /
-top-5 90.0% in 245 s; `variant=stgcn` 69.4% / 98.1% in 233 s. Five epochs are a smoke test, not a ranking of
-the variants: the attention model is still climbing (17 -> 40 -> 45 -> 47 -> 57%).
+top-5 90.0% in 245 s; `variant=stgcn` 69.4% / 98.1% in 233 s. Five epochs are a smoke test,
+not a ranking of the variants: the attention model is still climbing (17, 40, 45, 47, 57%
+after epochs 1-5).
 """
 
 from configs import common

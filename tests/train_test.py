@@ -61,7 +61,8 @@ def _fake_data(batch_size, nan_at=None, steps_per_epoch=4, num_test=20, eval_bat
             b["index"] = np.arange(start, start + eval_batch, dtype=np.int32)
             yield b
 
-    return data_setup.Data(train_iter=_FakeIter(batch_size, nan_at), steps_per_epoch=steps_per_epoch,
+    return data_setup.Data(train_iter=_FakeIter(batch_size, nan_at),
+                           steps_per_epoch=steps_per_epoch,
                            eval_batches=eval_batches, sample_x=_batch(0, batch_size)["x"],
                            num_classes=NUM_CLASSES, class_names=[f"c{i}" for i in range(4)])
 
