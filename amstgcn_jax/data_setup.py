@@ -97,20 +97,17 @@ def make_source(dc, split: str, seed: int = 0):
             "synthetic", split=split, num_samples=dc.num_train if split == "train" else dc.num_test,
             seed=seed, min_frames=dc.synthetic_min_frames, max_frames=dc.synthetic_max_frames)
         return source, list(source.class_names)
-    if dc.name == "nw_ucla" and not dc.use_tfds:
-        # Read the JSON release into memory: no tensorflow_datasets needed.
-        from amstgcn_jax.readers import nwucla
-        if not dc.root:
-            raise ValueError("set --config.data.root to the NW-UCLA all_sqe JSON directory")
-        examples = [{"data": d, "label": lab, "name": name, "length": d.shape[1]}
-                    for name, d, lab in nwucla.read_nwucla_dir(
-                        dc.root, "train" if split == "train" else "val")]
-        if not examples:
-            raise FileNotFoundError(f"{dc.root}: no NW-UCLA {split} files (a##_s##_e##_v##.json)")
-        return pipeline.ListSource(examples), [f"a{a:02d}" for a in nwucla.ACTION_IDS]
-    source = pipeline.make_source(dc.name, split=dc.train_split if split == "train"
-                                  else dc.test_split, data_dir=dc.root or None)
-    return source, None
+    raw_dir = dc.raw_dir or (dc.root if dc.name == "nw_ucla" and not dc.use_tfds else "")
+    if dc.name == "nw_ucla" and not (raw_dir or dc.root):
+        raise ValueError("set --config.data.root to the NW-UCLA all_sqe JSON directory")
+    part = dc.train_split if split == "train" else dc.test_split
+    if raw_dir:  # read the raw files into memory with the readers: no tensorflow_datasets
+        source = pipeline.make_source(dc.name, split=part, manual_dir=raw_dir)
+        if len(source) == 0:
+            raise FileNotFoundError(f"{raw_dir}: no {dc.name} {part} samples found")
+    else:
+        source = pipeline.make_source(dc.name, split=part, data_dir=dc.root or None)
+    return source, class_names_of(dc)
 
 
 def _make_transforms(dc, train: bool, layout):
@@ -139,9 +136,9 @@ def class_names_of(dc):
     if dc.name == "synthetic":
         from amstgcn_jax import synthetic
         return list(synthetic.CLASS_NAMES)
-    if dc.name == "nw_ucla":
-        from amstgcn_jax.readers import nwucla
-        return [f"a{a:02d}" for a in nwucla.ACTION_IDS]
+    if dc.name == "nw_ucla":  # actions 1-6, 8, 9, 11, 12 (Wang et al., CVPR 2014)
+        return ["pick up with one hand", "pick up with two hands", "drop trash", "walk around",
+                "sit down", "stand up", "donning", "doffing", "throw", "carry"]
     return None
 
 

@@ -47,8 +47,9 @@ def parse_arg(arg, *, choices=None, **defaults) -> ml_collections.ConfigDict:
 
 DATA_DEFAULTS = dict(
     name="synthetic",  # "synthetic" | "nw_ucla" | a TFDS name, e.g. "ntu_rgbd60/xsub"
-    root="",  # TFDS data_dir, or the NW-UCLA all_sqe JSON directory
-    use_tfds=False,  # nw_ucla only: read the built TFDS dataset instead of the JSON files
+    root="",  # TFDS data_dir (for nw_ucla: the all_sqe JSON directory unless use_tfds)
+    raw_dir="",  # raw files (NTU .skeleton dir, Kinetics JSON dir, ...) read into memory, no TFDS
+    use_tfds=False,  # nw_ucla only: read the built TFDS dataset under root, not JSON files
     train_split="train", test_split="test",
     recipe="stgcn",  # transforms: "stgcn" | "pyskl" | "ctrgcn" | "ucla" (amstgcn_jax.data_setup)
     modality="joint",  # "joint" | "bone" | "joint_motion" | "bone_motion"
