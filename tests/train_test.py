@@ -206,3 +206,39 @@ def test_builtin_data_loss_decreases_and_eval_reproduces_scores(tmp_path):
     assert metrics["top1"] == summary["top1"] and metrics["num_samples"] == 40
     with np.load(tmp_path / "s.npz") as a, np.load(tmp_path / "w" / "scores_test.npz") as b:
         np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_processes_with_jax_distributed_match_one_process(tmp_path):
+    """Multi-host path on CPU: 2 processes x 1 device, each reading its own rows of every batch."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "train.py", "--config", "configs/synthetic.py:tiny",
+           "--config.num_epochs=1"]
+    base = dict(os.environ, JAX_PLATFORMS="cpu",
+                XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    procs = [subprocess.Popen(cmd + ["--workdir", str(tmp_path / "multi")], cwd=repo,
+                              env=dict(base, JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+                                       JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs[0][-2000:] + outs[1][-2000:]
+    single = subprocess.run(cmd + ["--workdir", str(tmp_path / "single")], cwd=repo,
+                            env=dict(base, XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-2000:]
+
+    def losses(workdir):
+        records = map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())
+        return [r["train/loss"] for r in records if "train/loss" in r]
+
+    np.testing.assert_allclose(losses(tmp_path / "multi"), losses(tmp_path / "single"),
+                               rtol=1e-4)
