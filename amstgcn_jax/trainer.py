@@ -147,6 +147,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
 
     history, pending = [], None
     tick, tick_step = time.time(), start_step
+    # A wall-clock budget (e.g. a lent accelerator): stop at the first step past it, then run the
+    # final eval and save, and say so in the summary rather than lose the run to a kill.
+    time_budget_s = float(config.get("time_budget_s", 0) or 0)
+    stopped_by_budget = False
     eval_result = eval_metrics = None
 
     def finish(pending_step, metrics):
@@ -187,6 +191,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
                 finish(*pending)
             pending = (step + 1, metrics)
             done = step + 1
+            over_budget = time_budget_s > 0 and time.time() - wall_start > time_budget_s
+            if over_budget and done < total_steps:
+                logging.warning("time budget of %.0f s reached at step %d/%d: stopping early",
+                                time_budget_s, done, total_steps)
+                stopped_by_budget, total_steps = True, done
             epoch_end = done % steps_per_epoch == 0
             epoch = done // steps_per_epoch
             eval_due = config.eval_every_epochs > 0 and epoch % config.eval_every_epochs == 0
@@ -206,6 +215,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
                 meta = {"epoch": done / steps_per_epoch, "best_top1": best_top1,
                         "top1": eval_metrics["top1"] if do_eval else None}
                 checkpointer.save(done, state, data_state=iter_state, meta=meta, best=is_best)
+            if stopped_by_budget:
+                break
         if pending is not None:
             finish(*pending)
     finally:
@@ -220,7 +231,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     wall_time = time.time() - wall_start
     summary = {k: eval_metrics[k] for k in ("top1", "top5", "loss", "mean_class_accuracy",
                                             "num_samples")}
-    summary.update(best_top1=best_top1, wall_time_s=wall_time, steps=int(state.step))
+    summary.update(best_top1=best_top1, wall_time_s=wall_time, steps=int(state.step),
+                   stopped_by_time_budget=stopped_by_budget)
     if jax.process_index() == 0:
         evaluate_lib.save_scores(workdir / "scores_test.npz", eval_result["scores"],
                                  eval_result["labels"], eval_result.get("indices"))

@@ -84,6 +84,7 @@ def base_config(*, data: dict, model: dict, optim: dict, batch_size: int, num_ep
     c.eval_batch_size = 0  # 0: same as batch_size
     c.num_epochs = num_epochs
     c.max_steps = -1  # > 0: stop early (smoke runs); the schedule still follows num_epochs
+    c.time_budget_s = 0.0  # > 0: stop (eval + save) at the first step past this wall time
     c.log_every_steps = 50
     c.eval_every_epochs = 5
     c.checkpoint_every_steps = 1000  # also at every epoch end
