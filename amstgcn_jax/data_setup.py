@@ -119,6 +119,12 @@ def _make_transforms(dc, train: bool, layout):
                                 max_angle=round(math.degrees(dc.rotation)))
               if train else functools.partial(ucla_test, window=window))
         return [op, mod]
+    if dc.recipe == "agcn":  # 2s-AGCN's own feeders (NTU pre-normalisation, Kinetics y-flip)
+        from amstgcn_jax import agcn_preprocess
+        ops = agcn_preprocess.make_agcn_transforms(
+            "kinetics" if dc.score_channel else "ntu", train=train, modality=dc.modality,
+            window=window)
+        return ops + [functools.partial(transforms.pad_persons, num_persons=dc.num_persons)]
     ops = transforms.make_transforms(
         dc.recipe, train=train, window=window, modality=dc.modality, layout=layout,
         score_channel=dc.score_channel, random_move_on=dc.random_move, rotation=dc.rotation,

@@ -25,7 +25,8 @@ def get_config(arg=None):
                            choices={"modality": common.MODALITIES,
                                     "backbone": ("stgcn", "agcn")})
     agcn = arg.backbone == "agcn"
-    data = common.data_config(name="kinetics_skeleton", recipe="stgcn", modality=arg.modality,
+    data = common.data_config(name="kinetics_skeleton", recipe="agcn" if agcn else "stgcn",
+                              modality=arg.modality,
                               window=150, test_window=300, random_move=True, score_channel=True,
                               test_split="test")
     model = common.stgcn_model(num_classes=400, layout="openpose", variant=arg.variant,

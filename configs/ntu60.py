@@ -24,7 +24,7 @@ def get_config(arg=None):
                            choices={"split": ("xsub", "xview"), "modality": common.MODALITIES,
                                     "backbone": ("stgcn", "agcn")})
     agcn = arg.backbone == "agcn"
-    data = common.data_config(name=f"ntu_rgbd60/{arg.split}", recipe="stgcn",
+    data = common.data_config(name=f"ntu_rgbd60/{arg.split}", recipe="agcn" if agcn else "stgcn",
                               modality=arg.modality, window=300)
     model = common.stgcn_model(num_classes=60, layout="ntu-rgb+d", variant=arg.variant,
                                backbone=arg.backbone, data_bn="MVC" if agcn else "VC",
