@@ -1,4 +1,4 @@
-"""`config.data` → transforms wiring: the 2s-AGCN recipe of the agcn configs on a real NTU file."""
+"""`config.data` → transforms: the 2s-AGCN recipe of the agcn configs on a real NTU file."""
 
 import numpy as np
 
