@@ -26,6 +26,9 @@ KIN_T=${KIN_T:-150}
 JSONL="$OUT_DIR/gpu_results.jsonl"
 LOG="$OUT_DIR/gpu_log.txt"
 export PYTHONUNBUFFERED=1
+# jax 0.11.2 aborts compiling this model in XLA's Triton GEMM fusion (openxla/xla#47381, seen on
+# an H100 2026-11-26 for every configuration below); cuBLAS GEMMs avoid the pass.
+export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false"
 START=$(date +%s)
 
 {

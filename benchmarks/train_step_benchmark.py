@@ -67,6 +67,9 @@ def parse_args(argv=None):
     p.add_argument("--baseline", default=None,
                    help="also build this JAX model (e.g. stgcn) and interleave its steps with "
                         "--model's: the attention overhead measured under the same load")
+    p.add_argument("--triton-gemm", action="store_true",
+                   help="keep XLA:GPU's Triton GEMM fusion (off by default: jax 0.11.2 aborts "
+                        "compiling this model in GemmFusion, openxla/xla#47381)")
     p.add_argument("--skip-torch", action="store_true")
     p.add_argument("--skip-infer", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -85,6 +88,13 @@ def configure_process(args):
         os.environ.setdefault("JAX_PLATFORMS", "cuda")
         # Both frameworks share the GPU: no 75% preallocation by XLA.
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        flags = os.environ.get("XLA_FLAGS", "")
+        if not args.triton_gemm and "xla_gpu_enable_triton_gemm" not in flags:
+            # jax 0.11.2 / H100: every config of this model aborted in XLA's GemmFusion pass
+            # ("triton_tiling_propagation.cc: Check failed: subdim_size_accumulator ==
+            # dim_size (38400 vs. 300)", N*T vs T; openxla/xla#47381). The pass only runs
+            # with Triton GEMMs enabled; without it GEMMs go to cuBLAS.
+            os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_enable_triton_gemm=false").strip()
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
 
@@ -457,7 +467,8 @@ def main(argv=None):
     out = {"config": {k: getattr(args, k) for k in (
         "model", "attention_impl", "tcn_impl", "dataset", "frames", "batch", "persons", "dtype",
         "precision", "device", "threads", "iters", "chunk", "warmup", "lr", "baseline")}
-        | {"joints": v, "dropout": cfg["dropout"], "placements": repr(placements)},
+        | {"joints": v, "dropout": cfg["dropout"], "placements": repr(placements),
+           "xla_flags": os.environ.get("XLA_FLAGS", "")},
         "jax": jx["res"]}
 
     tc = None
