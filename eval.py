@@ -14,7 +14,7 @@ import json
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from amstgcn_jax import trainer
+from amstgcn_jax import trainer, xla_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (path[:args]).", lock_config=True)
@@ -29,6 +29,7 @@ flags.mark_flags_as_required(["config", "checkpoint"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    xla_flags.apply_gpu_workarounds()  # before the first JAX computation starts a backend
     logging.set_verbosity(logging.INFO)
     trainer.quiet_library_logs()
     m = trainer.evaluate_checkpoint(FLAGS.config, FLAGS.checkpoint, out=FLAGS.out,

@@ -16,10 +16,14 @@ frames (test: no rotation, 52 evenly spaced frames). Model: full ST-GCN backbone
 Args: `variant=...`, modality (`bone`, ...), `backbone=agcn` (2s-AGCN stream, same recipe),
 `bf16`, `epochs=N` (the decay epoch and warm-up scale with it: a shorter run of the same
 recipe), `seed=N`.
-Expected result: TBD (GPU run pending) — AM-STGCN target ≥ 90% top-1 (published CTR-GCN,
-4-stream: 96.5%). CPU sanity check of the data path (not the recipe): a slim 6-block ST-GCN
-(16-64 channels), `epochs=10`, `--config.data.repeat=1` (630 steps) reached 68.1% top-1 on
-view 3 in 171 s on 2 CPU cores.
+Result (one H100, jax 0.11.2, `epochs=30` = CTR-GCN's schedule shortened to 30 epochs of 5
+passes, 9,540 steps; four streams trained at once on the one GPU by
+`UCLA_ROOT=<all_sqe> EPOCHS=30 bash benchmarks/gpu_nwucla.sh`, seed 0): AM-STGCN 92.24% top-1
+(99.35% top-5, 179 s), ST-GCN 90.73% (99.57%, 149 s), Js-AGCN 89.44%, Bs-AGCN 88.36%, joint+bone
+2s-AGCN fused 92.46% (published CTR-GCN, 4-stream: 96.5%). Summaries and per-sample scores:
+`benchmarks/results/nwucla_h100/`. CPU sanity check of the data path (not the recipe): a slim
+6-block ST-GCN (16-64 channels), `epochs=10`, `--config.data.repeat=1` (630 steps) reached 68.1%
+top-1 on view 3 in 171 s on 2 CPU cores.
 """
 
 import math
