@@ -16,7 +16,6 @@ Measured figures are printed as they come; the last line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import platform

@@ -219,7 +219,6 @@ def build_jax(args, cfg):
 
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from amstgcn_jax import model as model_lib
 
