@@ -16,8 +16,8 @@ frames (test: no rotation, 52 evenly spaced frames). Model: full ST-GCN backbone
 Args: `variant=...`, modality (`bone`, ...), `backbone=agcn` (2s-AGCN stream, same recipe),
 `bf16`, `epochs=N` (the decay epoch and warm-up scale with it: a shorter run of the same
 recipe), `seed=N`.
-Result (one H100, jax 0.11.2, `epochs=30` = CTR-GCN's schedule shortened to 30 epochs of 5
-passes, 9,540 steps; four streams trained at once on the one GPU by
+Expected result (measured on one H100, jax 0.11.2, `epochs=30`: CTR-GCN's schedule cut to
+30 epochs of 5 passes, 9,540 steps; four streams trained at once on the one GPU by
 `UCLA_ROOT=<all_sqe> EPOCHS=30 bash benchmarks/gpu_nwucla.sh`, seed 0): AM-STGCN 92.24% top-1
 (99.35% top-5, 179 s), ST-GCN 90.73% (99.57%, 149 s), Js-AGCN 89.44%, Bs-AGCN 88.36%, joint+bone
 2s-AGCN fused 92.46% (published CTR-GCN, 4-stream: 96.5%). Summaries and per-sample scores:
