@@ -79,7 +79,8 @@ def predict_arrays(config, checkpoint, clips) -> np.ndarray:
 
 def main(argv):
     from absl import flags
-    from amstgcn_jax import evaluate
+    from amstgcn_jax import evaluate, xla_flags
+    xla_flags.apply_gpu_workarounds()
     flags_ = flags.FLAGS
     if len(argv) < 2:
         raise SystemExit("usage: python -m amstgcn_jax.predict --config C --checkpoint P FILE...")
