@@ -28,13 +28,13 @@ NaN/inf values raise `SkeletonFormatError`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 
 import numpy as np
 
 from amstgcn_jax.readers.errors import EmptySkeletonError, SkeletonFormatError
+from amstgcn_jax.readers.json_file import load_json
 
 NUM_JOINTS = 18
 NUM_PERSON_IN = 5
@@ -51,19 +51,6 @@ class KineticsLabel:
     label_index: int
 
 
-def _load_json(path, with_raw=False):
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise SkeletonFormatError(path, f"cannot read file ({e.strerror or e})") from None
-    if not raw.strip():
-        raise SkeletonFormatError(path, "empty file")
-    try:
-        obj = json.loads(raw)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
-        raise SkeletonFormatError(path, f"invalid JSON ({e})") from None
-    return (obj, raw) if with_raw else obj
 
 
 def _is_int(x) -> bool:
@@ -117,7 +104,7 @@ def read_kinetics_json(path: str | os.PathLike, *, num_person_in: int = NUM_PERS
         range (unless ``truncate``), a missing label_index.
     """
     path = os.fspath(path)
-    video, raw = _load_json(path, with_raw=True)
+    video, raw = load_json(path, with_raw=True)
     if not isinstance(video, dict):
         raise SkeletonFormatError(path, f"top level must be an object, got {type(video).__name__}")
     entries = video.get("data")
@@ -176,7 +163,7 @@ def read_kinetics_json(path: str | os.PathLike, *, num_person_in: int = NUM_PERS
 def read_kinetics_labels(path: str | os.PathLike) -> dict[str, KineticsLabel]:
     """Reads a Kinetics-skeleton label JSON: ``{video_id: KineticsLabel}``."""
     path = os.fspath(path)
-    raw = _load_json(path)
+    raw = load_json(path)
     if not isinstance(raw, dict):
         raise SkeletonFormatError(path, "label JSON must be an object {video_id: {...}}")
     out = {}

@@ -15,7 +15,6 @@ train (1,020 sequences), view 3 is the test split ``"val"`` (464).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from amstgcn_jax.readers import safe_pickle
 from amstgcn_jax.readers.errors import EmptySkeletonError, SkeletonFormatError
+from amstgcn_jax.readers.json_file import load_json
 
 NUM_JOINTS = 20
 ACTION_IDS = (1, 2, 3, 4, 5, 6, 8, 9, 11, 12)
@@ -86,17 +86,7 @@ def read_nwucla_json(path: str | os.PathLike, *, num_joint: int = NUM_JOINTS
     """
     path = os.fspath(path)
     info = parse_nwucla_name(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise SkeletonFormatError(path, f"cannot read file ({e.strerror or e})") from None
-    if not raw.strip():
-        raise SkeletonFormatError(path, "empty file")
-    try:
-        obj = json.loads(raw)
-    except (ValueError, RecursionError) as e:
-        raise SkeletonFormatError(path, f"invalid JSON ({e})") from None
+    obj, raw = load_json(path, with_raw=True)
     if not isinstance(obj, dict) or "skeletons" not in obj:
         raise SkeletonFormatError(path, "expected an object with 'skeletons'")
     name, label = obj.get("file_name", info.name), obj.get("label", info.label + 1)
