@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from amstgcn_jax import convert
 from amstgcn_jax.agcn import AGCN
 
 # Joint count -> layout of the upstream graph classes (graph.ntu_rgb_d.Graph, graph.kinetics.Graph).
@@ -38,16 +39,12 @@ class ConversionError(ValueError):
 
 
 def clean_state_dict(sd: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Strips up to the last `module.` (upstream `main.py:257-259`), drops `num_batches_tracked`."""
-    out = {}
-    for key, value in sd.items():
-        key = key.split("module.")[-1]
-        if key.endswith("num_batches_tracked"):
-            continue
-        if key in out:
-            raise ConversionError(f"duplicate key {key!r} after stripping 'module.' prefixes")
-        out[key] = np.asarray(value)
-    return out
+    """`convert.clean_state_dict` (upstream `main.py:257-259` strips `module.` the same way), with
+    its error raised as a `ConversionError`."""
+    try:
+        return convert.clean_state_dict(sd)
+    except ValueError as e:
+        raise ConversionError(str(e)) from e
 
 
 def _modules(params: Mapping):
