@@ -124,11 +124,11 @@ def _make_transforms(dc, train: bool, layout):
         ops = agcn_preprocess.make_agcn_transforms(
             "kinetics" if dc.score_channel else "ntu", train=train, modality=dc.modality,
             window=window)
-        return ops + [functools.partial(transforms.pad_persons, num_persons=dc.num_persons)]
-    ops = transforms.make_transforms(
-        dc.recipe, train=train, window=window, modality=dc.modality, layout=layout,
-        score_channel=dc.score_channel, random_move_on=dc.random_move, rotation=dc.rotation,
-        num_clips=dc.num_clips, p_interval=tuple(dc.p_interval) if dc.p_interval else None)
+    else:
+        ops = transforms.make_transforms(
+            dc.recipe, train=train, window=window, modality=dc.modality, layout=layout,
+            score_channel=dc.score_channel, random_move_on=dc.random_move, rotation=dc.rotation,
+            num_clips=dc.num_clips, p_interval=tuple(dc.p_interval) if dc.p_interval else None)
     return ops + [functools.partial(transforms.pad_persons, num_persons=dc.num_persons)]
 
 
