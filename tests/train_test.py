@@ -175,6 +175,17 @@ def test_train_and_evaluate_writes_everything(tmp_path, monkeypatch):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
+def test_time_budget_stops_with_final_eval_and_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_setup, "make_data", lambda *a, **k: _fake_data(8))
+    # Any positive budget is already spent once the first step has compiled and run.
+    summary = trainer.train_and_evaluate(_tiny_config(time_budget_s=1e-9, tensorboard=False),
+                                         tmp_path)
+    assert summary["stopped_by_time_budget"] and summary["steps"] == 1
+    assert summary["num_samples"] == 20  # the final eval still ran on every test sample
+    assert checkpoint_lib.Checkpointer(tmp_path).latest_step() == 1
+    assert json.loads((tmp_path / "summary.json").read_text())["stopped_by_time_budget"]
+
+
 def test_bfloat16_compute_keeps_float32_params_and_bn_stats():
     mesh = sharding.make_mesh(jax.devices()[:2])
     model = trainer.make_model(dict(TINY, dtype="bfloat16"))
