@@ -36,10 +36,13 @@ Choices where the paper is silent or ambiguous (all are attributes):
   spatiotemporal block at T=300, V=25 (8 sequences of 7,500 queries x 1,950 keys: 0.95 vs
   1.93 s), and memory falls from ~1 GB to `chunk_elements` per block; None (default) =
   "chunked" when the matrix has more than `chunk_elements` entries (default 2^22 on CPU,
-  2^28 elsewhere), else "reference"; "xla" / "cudnn" = `jax.nn.dot_product_attention` with
-  that implementation ("cudnn" is flash attention on GPU: bf16/fp16 only, never materialises
-  the weights). Sowing always uses the reference path. All paths agree to float rounding
-  (tested on CPU).
+  2^28 elsewhere), else "reference" -- except on a GPU with a bf16/fp16 compute dtype, where
+  the temporal and spatio-temporal blocks default to "cudnn"; "xla" / "cudnn" =
+  `jax.nn.dot_product_attention` with that implementation ("cudnn" is flash attention on GPU:
+  bf16/fp16 only, head dim a multiple of 8, never materialises the weights; odd sequence
+  lengths, which jax's cuDNN path rejects when training, e.g. Kinetics' 2,700 x 675, are padded
+  to even and the padding masked with per-sequence lengths). Sowing always uses the reference
+  path. All paths agree to float rounding (tested on CPU; cuDNN on GPU).
 """
 
 from __future__ import annotations
@@ -77,6 +80,39 @@ def _attend_chunked(q_BPC, k_BSC, v_BSC, max_elements: int):
     y_KBRC = jax.lax.map(attend_rows, q_KBRC)
     y_BPC = y_KBRC.transpose(1, 0, 2, 3).reshape(b, n_chunks * rows, -1)
     return y_BPC[:, :p]
+
+
+def _attend_fused(q_BPC, k_BSC, v_BSC, implementation: str, pad_to_even: bool | None = None):
+    """`jax.nn.dot_product_attention` (one head, no 1/sqrt(d) scale) on (B, P, C) sequences.
+
+    `pad_to_even` (default: for cuDNN) pads odd lengths and masks the padding.
+    """
+    b, p, _ = q_BPC.shape
+    s = k_BSC.shape[1]
+    lengths = {}
+    if pad_to_even is None:
+        pad_to_even = implementation == "cudnn"
+    if pad_to_even and (p % 2 or s % 2):
+        # jax's cuDNN check refuses odd lengths for training; pad to even and mask the pad
+        # (cuDNN's padding mask: padded keys get no weight, padded queries are dropped below).
+        q_BPC = jnp.pad(q_BPC, ((0, 0), (0, p % 2), (0, 0)))
+        k_BSC = jnp.pad(k_BSC, ((0, 0), (0, s % 2), (0, 0)))
+        v_BSC = jnp.pad(v_BSC, ((0, 0), (0, s % 2), (0, 0)))
+        lengths = {"query_seq_lengths": jnp.full((b,), p, jnp.int32),
+                   "key_value_seq_lengths": jnp.full((b,), s, jnp.int32)}
+    y_BP1C = jax.nn.dot_product_attention(
+        q_BPC[:, :, None, :], k_BSC[:, :, None, :], v_BSC[:, :, None, :], scale=1.0,
+        implementation=implementation, **lengths)
+    return y_BP1C[:, :p, 0, :]
+
+
+def _auto_impl(mode: str, dtype, head_dim: int) -> str | None:
+    """"cudnn" where flash attention applies (GPU, half precision, long sequences), else None."""
+    if mode == "spatial" or jax.default_backend() != "gpu":
+        return None  # per-frame V x V attention: tiny sequences, the einsums are cheaper
+    if jnp.dtype(dtype) not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+        return None
+    return "cudnn" if head_dim % 8 == 0 and head_dim <= 128 else None
 
 
 class NonLocalBlock(nn.Module):
@@ -153,20 +189,18 @@ class NonLocalBlock(nn.Module):
 
         if self.attention_impl not in (None, "reference", "chunked", "xla", "cudnn"):
             raise ValueError(f"unknown attention_impl {self.attention_impl!r}")
-        fused = self.attention_impl in ("xla", "cudnn")
+        impl = self.attention_impl or _auto_impl(self.mode, self.dtype, inner)
+        fused = impl in ("xla", "cudnn")
         budget = self.chunk_elements or (2**22 if jax.default_backend() == "cpu" else 2**28)
-        chunked = self.attention_impl == "chunked" or (
-            self.attention_impl is None
-            and q_BPC.shape[0] * q_BPC.shape[1] * k_BSC.shape[1] > budget)
+        chunked = impl == "chunked" or (
+            impl is None and q_BPC.shape[0] * q_BPC.shape[1] * k_BSC.shape[1] > budget)
         if self.is_mutable_collection("intermediates") or not (fused or chunked):
             y_BPC, attn_BPS = _attend_reference(q_BPC, k_BSC, v_BSC)
             self.sow("intermediates", "attention", self._attention_grid(attn_BPS, n, tq, vq))
         elif chunked:
             y_BPC = _attend_chunked(q_BPC, k_BSC, v_BSC, budget)
         else:
-            y_BPC = jax.nn.dot_product_attention(
-                q_BPC[:, :, None, :], k_BSC[:, :, None, :], v_BSC[:, :, None, :],
-                scale=1.0, implementation=self.attention_impl)[:, :, 0, :]
+            y_BPC = _attend_fused(q_BPC, k_BSC, v_BSC, impl)
         y_NTVC = self._unflatten(y_BPC, n, tq, vq)
         if (tq, vq) != (t, v):  # queries were pooled: nearest-upsample back to every position
             wt, wv = self._window()

@@ -10,6 +10,9 @@ Deliberate deviations, none of which changes the numbers beyond float32 round-of
 - `GraphConv` may aggregate over the graph *before* the channel mix when that is cheaper
   (`Cin < Cout`, ../shared/PERF.md §4.2 item 4). The upstream bias, which is added before the
   aggregation, then becomes `Σ_k b_k · colsum(A_k)`; the result is the same sum reordered.
+  `impl="kron"` folds the graph and the 1×1 conv into one (V·Cin, V·Cout) matrix
+  `Σ_k A_k ⊗ W_k` and does one GEMM per frame: more FLOPs (×2.4 at 64 channels) but no
+  (K·Cout)-wide intermediate and no transposes, for memory-bound accelerators.
 - `TemporalConv(impl="matmul")` writes the (9, 1) conv as 9 stacked shifted slices and one matmul
   (XLA:CPU's conv weight gradient is slow, PERF.md §4.2 item 3); `impl="conv"` uses
   `lax.conv_general_dilated`; `"auto"` picks matmul on CPU and conv elsewhere. Same params.
@@ -62,6 +65,7 @@ class GraphConv(nn.Module):
     features: int
     num_subsets: int
     aggregate_first: bool | None = None  # None: whichever side is cheaper
+    impl: str = "factored"  # "factored" (the upstream order, maybe reordered) | "kron"
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -77,6 +81,15 @@ class GraphConv(nn.Module):
         kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
         first = self.aggregate_first if self.aggregate_first is not None else c_in < c_out
         n, t, v, _ = x_NTVC.shape
+        if self.impl not in ("factored", "kron"):
+            raise ValueError(f"GraphConv: unknown impl {self.impl!r} (factored | kron)")
+        if self.impl == "kron":
+            # M[v, c, w, d] = Σ_k A[k, v, w] · W[c, k, d]: one (V·Cin) x (V·Cout) GEMM per frame.
+            w_CKD = kernel.reshape(c_in, k, c_out)
+            m_VCWD = jnp.einsum("kvw,ckd->vcwd", adj_KVV, w_CKD)
+            y_NTWD = jnp.dot(x_NTVC.reshape(n, t, v * c_in), m_VCWD.reshape(v * c_in, v * c_out))
+            bias_WD = jnp.einsum("kw,kd->wd", adj_KVV.sum(1), bias.reshape(k, c_out))
+            return y_NTWD.reshape(n, t, v, c_out) + bias_WD[None, None]
         if not first:
             y_NTVKC = (jnp.dot(x_NTVC, kernel) + bias[None, None, None]).reshape(n, t, v, k, c_out)
             return jnp.einsum("ntvkc,kvw->ntwc", y_NTVKC, adj_KVV)
@@ -166,6 +179,7 @@ class STGCNBlock(nn.Module):
     dropout: float = 0.0
     temporal_kernel: int = 9
     tcn_impl: str = "auto"
+    gcn_impl: str = "factored"
     attention_convs: tuple = ()
     attention_convt: tuple = ()
     dtype: Any = jnp.float32
@@ -182,7 +196,8 @@ class STGCNBlock(nn.Module):
             res = pointwise(self.features, "residual_conv", dtype)(x_NTVC[:, ::s])
             res = batch_norm(train, "residual_bn", dtype)(res)
 
-        y = GraphConv(self.features, self.num_subsets, dtype=dtype, name="gcn")(x_NTVC, adj_KVV)
+        y = GraphConv(self.features, self.num_subsets, impl=self.gcn_impl, dtype=dtype,
+                      name="gcn")(x_NTVC, adj_KVV)
         for j, (kind, options) in enumerate(self.attention_convs):
             y = make_attention(kind, "convs", j, dict(options), dtype)(y, train)
         y = nn.relu(batch_norm(train, "tcn_bn0", dtype)(y))

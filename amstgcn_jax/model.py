@@ -138,7 +138,8 @@ class AMSTGCN(nn.Module):
     (channel v·C + c, persons folded into the batch); `"MVC"` is 2s-AGCN/CTR-GCN's over M·V·C
     (channel m·V·C + v·C + c); `"none"` skips it. `dtype` is the compute dtype (e.g. "bfloat16");
     params and BatchNorm statistics stay float32 and the logits are float32. `tcn_impl` picks
-    the temporal-conv formulation ("matmul" | "conv" | "auto", see `layers.TemporalConv`); `blocks`
+    the temporal-conv formulation ("matmul" | "conv" | "auto", see `layers.TemporalConv`),
+    `gcn_impl` the graph conv's ("factored" | "kron", see `layers.GraphConv`); `blocks`
     lists (out channels, stride, residual) per block (default: the upstream 10).
     """
 
@@ -156,6 +157,7 @@ class AMSTGCN(nn.Module):
     blocks: Sequence[tuple[int, int, bool]] = STGCN_BLOCKS
     temporal_kernel: int = 9
     tcn_impl: str = "auto"
+    gcn_impl: str = "factored"
     dtype: Any = "float32"
 
     def _block_attention(self) -> list[tuple[list, list]]:
@@ -209,7 +211,7 @@ class AMSTGCN(nn.Module):
                 features, adj_KVV.shape[0], stride, residual,
                 dropout=0.0 if i == 0 else self.dropout,  # upstream block 0 gets no dropout
                 temporal_kernel=self.temporal_kernel, tcn_impl=self.tcn_impl,
-                attention_convs=tuple(att_s), attention_convt=tuple(att_t), dtype=dtype,
+                gcn_impl=self.gcn_impl, attention_convs=tuple(att_s), attention_convt=tuple(att_t), dtype=dtype,
                 name=f"block{i}")(x_NTVC, adj, train)
             out[f"block{i}"] = x_NTVC
 

@@ -323,3 +323,38 @@ def test_make_attention_rejects_unknown_kind():
         attention.make_attention("transformer")
     assert isinstance(attention.make_attention("nonlocal", mode="spatial", name="nl"),
                       attention.NonLocalBlock)
+
+
+def test_padded_fused_attention_matches_reference_values_and_gradients():
+    """The cuDNN path pads odd sequence lengths to even and masks the padding with per-sequence
+    lengths (jax's cuDNN check refuses odd lengths when training, e.g. Kinetics' 2,700 x 675).
+    The same padding and masking, run through the XLA implementation on CPU, must give the
+    unpadded softmax(q k^T) v and its gradients."""
+    kq, kk, kv = jax.random.split(jax.random.key(3), 3)
+    q = jax.random.normal(kq, (3, 7, 8))
+    k = jax.random.normal(kk, (3, 5, 8))
+    v = jax.random.normal(kv, (3, 5, 8))
+
+    def ref(q, k, v):
+        return jnp.sum(jnp.sin(attention._attend_reference(q, k, v)[0]))
+
+    def padded(q, k, v):
+        return jnp.sum(jnp.sin(attention._attend_fused(q, k, v, "xla", pad_to_even=True)))
+
+    out = attention._attend_fused(q, k, v, "xla", pad_to_even=True)
+    assert out.shape == (3, 7, 8)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(attention._attend_reference(q, k, v)[0]),
+                               rtol=1e-5, atol=1e-5)
+    for g, r in zip(jax.grad(padded, (0, 1, 2))(q, k, v), jax.grad(ref, (0, 1, 2))(q, k, v)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-5, atol=1e-5)
+
+
+def test_automatic_implementation_uses_cudnn_only_where_flash_attention_applies(monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert attention._auto_impl("spatiotemporal", jnp.bfloat16, 32) == "cudnn"
+    assert attention._auto_impl("temporal", jnp.float16, 64) == "cudnn"
+    assert attention._auto_impl("spatial", jnp.bfloat16, 32) is None  # V x V per frame: tiny
+    assert attention._auto_impl("spatiotemporal", jnp.float32, 32) is None  # cuDNN: half only
+    assert attention._auto_impl("spatiotemporal", jnp.bfloat16, 12) is None  # head dim % 8
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert attention._auto_impl("spatiotemporal", jnp.bfloat16, 32) is None

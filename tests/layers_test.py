@@ -32,12 +32,14 @@ def _upstream_graph_conv(x_NTVC, kernel, bias, adj_KVV):
     return z.transpose(0, 2, 3, 1)
 
 
-@pytest.mark.parametrize("c_in,c_out,aggregate_first", [
-    (3, 8, None), (3, 8, False), (8, 8, True), (8, 8, None), (16, 8, True)])
-def test_graph_conv_matches_upstream_formula(c_in, c_out, aggregate_first):
+@pytest.mark.parametrize("c_in,c_out,aggregate_first,impl", [
+    (3, 8, None, "factored"), (3, 8, False, "factored"), (8, 8, True, "factored"),
+    (8, 8, None, "factored"), (16, 8, True, "factored"), (3, 8, None, "kron"),
+    (16, 8, None, "kron")])
+def test_graph_conv_matches_upstream_formula(c_in, c_out, aggregate_first, impl):
     adj = graph.build_adjacency("ntu-rgb+d") * (1 + 0.1 * np.asarray(_rand(5, (3, 25, 25))))
     x = _rand(1, (2, 6, 25, c_in))
-    layer = GraphConv(c_out, 3, aggregate_first=aggregate_first)
+    layer = GraphConv(c_out, 3, aggregate_first=aggregate_first, impl=impl)
     variables = _randomize(layer.init(jax.random.key(0), x, adj))
     got = jax.jit(layer.apply)(variables, x, adj)
     ref = _upstream_graph_conv(x, variables["params"]["kernel"], variables["params"]["bias"], adj)

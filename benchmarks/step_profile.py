@@ -1,0 +1,324 @@
+"""Train-step variants side by side in one process, with a per-op device-time profile.
+
+Each `--variant NAME:key=value,...` is one JAX train step (the project's
+`amstgcn_jax.train_step.train_step`, state donated, AOT-compiled once) on a fixed random batch
+resident on the device. All variants are compiled first, then timed in interleaved rounds
+(A, B, C, A, B, C, ...), so they share the same machine state. Variants named in `--profile` are
+then traced with `jax.profiler` and their device time is broken down per XLA op (fusion,
+convolution, GEMM, custom call) with a one-line summary of what each op computes, read from the
+optimized HLO. This is the tool behind the GPU tuning notes in benchmarks/README.md.
+
+    python benchmarks/step_profile.py --device gpu --common dataset=ntu,batch=128,dtype=bfloat16 \
+        --variant base --variant rbg:prng=rbg --variant kron:gcn_impl=kron --profile base
+
+Variant keys: model (stgcn | am_stgcn | a placement name), dataset (ntu | kinetics), frames,
+batch, persons, dtype, dropout, prng (threefry | rbg | unsafe_rbg: the key type the dropout
+masks come from), tcn_impl, gcn_impl, attention_impl. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train_step_benchmark as harness  # noqa: E402  (same directory)
+
+DEFAULTS = {"model": "stgcn", "dataset": "ntu", "frames": 300, "batch": 128, "persons": 2,
+            "dtype": "bfloat16", "dropout": None, "prng": "threefry", "tcn_impl": "auto",
+            "gcn_impl": "factored", "attention_impl": None}
+
+
+def parse_spec(text: str) -> dict:
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key not in DEFAULTS:
+            raise SystemExit(f"unknown variant key {key!r}; known: {sorted(DEFAULTS)}")
+        out[key] = value
+    return out
+
+
+def typed(spec: dict) -> dict:
+    cfg = dict(DEFAULTS) | spec
+    for key in ("frames", "batch", "persons"):
+        cfg[key] = int(cfg[key])
+    cfg["dropout"] = None if cfg["dropout"] in (None, "", "default") else float(cfg["dropout"])
+    cfg["attention_impl"] = cfg["attention_impl"] or None
+    return cfg
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variant", action="append", default=[],
+                   help="NAME or NAME:key=value,... (repeatable; default: one 'base')")
+    p.add_argument("--common", default="", help="key=value,... applied to every variant")
+    p.add_argument("--profile", default="", help="comma-separated variant names to trace")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="gpu")
+    p.add_argument("--iters", type=int, default=4, help="interleaved timed rounds")
+    p.add_argument("--chunk", type=int, default=5, help="steps per timed round")
+    p.add_argument("--top", type=int, default=30, help="ops listed per profile")
+    p.add_argument("--budget-s", type=float, default=1e9,
+                   help="stop compiling further variants after this many seconds")
+    p.add_argument("--out", default=None, help="directory for results.json / profile_*.txt")
+    return p.parse_args(argv)
+
+
+def build_variant(name: str, cfg: dict, device: str):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from amstgcn_jax import model as model_lib
+
+    layout, v, num_classes, dropout = harness.DATASETS[cfg["dataset"]]
+    rs = np.random.default_rng(0)
+    x_NMTVC = jnp.asarray(rs.standard_normal(
+        (cfg["batch"], cfg["persons"], cfg["frames"], v, 3)).astype(np.float32))
+    label_N = jnp.asarray(rs.integers(0, num_classes, cfg["batch"]).astype(np.int32))
+    hargs = argparse.Namespace(model=cfg["model"], attention_impl=cfg["attention_impl"],
+                               dtype=cfg["dtype"], tcn_impl=cfg["tcn_impl"])
+    kwargs = harness.jax_model_kwargs(hargs, {
+        "num_classes": num_classes, "layout": layout,
+        "dropout": dropout if cfg["dropout"] is None else cfg["dropout"]})
+    kwargs["gcn_impl"] = cfg["gcn_impl"]
+    model = model_lib.get_model(**kwargs)
+    variables = jax.jit(lambda r: model.init({"params": r}, x_NMTVC[:1], train=False))(
+        jax.random.PRNGKey(0))
+    variables = harness.randomize_variables(dict(variables), 0)
+    step_fn, state = harness._make_train_step(model, variables, 0.01)
+    rng = (jax.random.PRNGKey(0) if cfg["prng"] == "threefry"
+           else jax.random.key(0, impl=cfg["prng"]))
+    batch = {"x": x_NMTVC, "label": label_N}
+    t0 = time.perf_counter()
+    compiled = jax.jit(step_fn, donate_argnums=(0,)).lower(state, batch, rng).compile()
+    info = {"config": cfg, "compile_s": time.perf_counter() - t0,
+            "cost": harness._cost(compiled, cfg["batch"]), "memory": harness._mem(compiled),
+            "model_gflop_train_per_clip": 3 * harness.forward_flops_per_clip(
+                v, cfg["frames"], cfg["persons"], num_classes,
+                harness.attention_blocks(kwargs["attention"], strict=False)) / 1e9}
+    holder = {"state": state}
+
+    def run(n=1):
+        st = holder["state"]
+        for _ in range(n):
+            st, metrics = compiled(st, batch, rng)
+        jax.block_until_ready((st, metrics))
+        holder["state"], holder["loss"] = st, metrics["loss"]
+
+    t0 = time.perf_counter()
+    run(2)  # first call + one warm step
+    info["first_calls_s"] = time.perf_counter() - t0
+    info["loss"] = float(holder["loss"])
+    return {"name": name, "info": info, "run": run, "hlo": compiled.as_text()}
+
+
+# --------------------------------------------------------------------------------------------
+# HLO summaries: what each op in the profile computes
+
+
+_INSTR = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+(?:\[[^\]]*\])?(?:\{[^}]*\})?)\s+"
+                    r"([\w\-]+)\(")
+_COMP = re.compile(r"^\s*(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
+
+
+def hlo_index(text: str):
+    """{instruction name: (opcode, shape, called computation, custom-call target)} and
+    {computation name: Counter of opcodes}."""
+    instrs, comps, current = {}, {}, None
+    for line in text.splitlines():
+        m = _COMP.match(line)
+        if m and "=" not in line.split("{")[0]:
+            current = m.group(1)
+            comps[current] = collections.Counter()
+            continue
+        m = _INSTR.match(line)
+        if not m:
+            continue
+        name, shape, opcode = m.groups()
+        if current is not None:
+            comps[current][opcode] += 1
+        calls = re.search(r"calls=%?([\w.\-]+)", line)
+        target = re.search(r'custom_call_target="([^"]+)"', line)
+        kind = re.search(r"kind=(\w+)", line)
+        source = re.search(r'op_name="([^"]+)"', line)
+        instrs[name] = (opcode, shape, calls.group(1) if calls else None,
+                        (target.group(1) if target else "") + (kind.group(1) if kind else ""),
+                        _short_source(source.group(1)) if source else "")
+    return instrs, comps
+
+
+def _short_source(op_name: str) -> str:
+    """'jit(train_step)/jvp(AMSTGCN)/block1/Dropout_0/jit(_bernoulli)/...' -> the module path
+    and the last primitive, e.g. 'jvp block1/Dropout_0 .. add'."""
+    parts = op_name.split("/")
+    phase = "bwd" if any(p.startswith("transpose(") for p in parts) else "fwd"
+    mods = [p for p in parts[2:] if re.match(r"^(block\d+|attn_|gcn|tcn_|residual|data_bn|head|"
+                                               r"Dropout|theta|phi|g$|out_)", p)]
+    return f"{phase} {'/'.join(mods)} .. {parts[-1]}"
+
+
+def describe(op: str, instrs, comps) -> str:
+    key = op.lstrip("%")
+    if key not in instrs:
+        return ""
+    opcode, shape, calls, extra, source = instrs[key]
+    text = f"{opcode} {extra} -> {shape} [{source}]"
+    if calls and calls in comps:
+        ops = comps[calls]
+        interesting = {k: c for k, c in ops.items() if k not in ("parameter", "constant",
+                                                                  "get-tuple-element", "tuple")}
+        text += " | " + " ".join(f"{k}x{c}" for k, c in sorted(
+            interesting.items(), key=lambda kv: -kv[1])[:8])
+    return text
+
+
+def category(op: str, desc: str) -> str:
+    d = desc.lower()
+    if "cudnn$conv" in d or op.startswith("convolution") or "conv" in op and "custom" in d:
+        return "conv (cuDNN)"
+    if "fmha" in d or "flash" in d or "dot_product_attention" in d:
+        return "attention (cuDNN)"
+    if "gemm" in d or "cublas" in d or op.startswith(("dot", "gemm", "cublas")):
+        return "gemm (cuBLAS)"
+    if "/dropout" in d or "rng" in d or "threefry" in d:
+        return "dropout (rng, mask)"
+    if " | " in d and "reduce" in d.split(" | ")[1]:
+        return "fusion with reduction"
+    if "transpose" in d.split(" | ")[0] or (" | " in d and d.split(" | ")[1].startswith(
+            ("transposex", "copyx"))):
+        return "transpose/copy"
+    if d.startswith("fusion") or "fusion" in op:
+        return "elementwise fusion"
+    return "other"
+
+
+def profile_variant(variant, steps: int, top: int, outdir: Path | None):
+    import jax
+    from jax.profiler import ProfileData
+
+    tmp = tempfile.mkdtemp(prefix="step_profile_")
+    variant["run"](1)
+    with jax.profiler.trace(tmp):
+        t0 = time.perf_counter()
+        variant["run"](steps)
+        wall = time.perf_counter() - t0
+    files = sorted(Path(tmp).rglob("*.xplane.pb"))
+    if not files:
+        return {"error": "no xplane.pb written"}
+    data = ProfileData.from_file(str(files[-1]))
+    by_line, by_op, by_kernel = collections.Counter(), collections.Counter(), collections.Counter()
+    for plane in data.planes:
+        if not plane.name.startswith("/device:"):
+            continue
+        for line in plane.lines:
+            events = list(line.events)
+            by_line[f"{plane.name} | {line.name}"] += sum(e.duration_ns for e in events)
+            if line.name == "XLA Ops":
+                for e in events:
+                    by_op[e.name] += e.duration_ns
+            elif line.name.startswith("Stream"):
+                for e in events:
+                    by_kernel[e.name[:120]] += e.duration_ns
+    instrs, comps = hlo_index(variant["hlo"])
+    total_ops = sum(by_op.values()) or 1
+    per_step_ms = {k: v / steps / 1e6 for k, v in by_line.items()}
+    cats = collections.Counter()
+    rows = []
+    for op, ns in by_op.most_common():
+        desc = describe(op, instrs, comps)
+        cats[category(op, desc)] += ns
+        rows.append((op, ns, desc))
+    lines = [f"== profile {variant['name']}: {steps} steps, wall {wall / steps * 1e3:.2f} ms/step",
+             "lines (ms/step): " + "; ".join(f"{k}: {v:.2f}" for k, v in per_step_ms.items()),
+             "categories (ms/step, share of XLA-op time):"]
+    lines += [f"  {c:24s} {ns / steps / 1e6:8.2f}  {100 * ns / total_ops:5.1f}%"
+              for c, ns in cats.most_common()]
+    lines.append(f"top {top} XLA ops (ms/step, share):")
+    lines += [f"  {ns / steps / 1e6:7.3f} {100 * ns / total_ops:5.1f}%  {op}: {desc[:220]}"
+              for op, ns, desc in rows[:top]]
+    lines.append("top kernels (ms/step):")
+    lines += [f"  {ns / steps / 1e6:7.3f}  {k}" for k, ns in by_kernel.most_common(15)]
+    report = "\n".join(lines)
+    print(report, flush=True)
+    if outdir:
+        (outdir / f"profile_{variant['name']}.txt").write_text(report + "\n")
+        (outdir / f"hlo_{variant['name']}.txt").write_text(variant["hlo"])
+    return {"wall_ms_per_step": wall / steps * 1e3,
+            "categories_ms_per_step": {c: ns / steps / 1e6 for c, ns in cats.items()},
+            "lines_ms_per_step": per_step_ms,
+            "top_ops": [{"op": op, "ms_per_step": ns / steps / 1e6, "what": desc[:300]}
+                        for op, ns, desc in rows[:top]]}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    harness.configure_process(argparse.Namespace(device=args.device, threads=None,
+                                                 triton_gemm=False))
+    import jax
+
+    t_start = time.perf_counter()
+    outdir = Path(args.out) if args.out else None
+    if outdir:
+        outdir.mkdir(parents=True, exist_ok=True)
+    common = parse_spec(args.common)
+    specs = []
+    for text in args.variant or ["base"]:
+        name, _, rest = text.partition(":")
+        specs.append((name, typed(common | parse_spec(rest))))
+    variants, results = [], {"device": str(jax.devices()[0].device_kind),
+                             "jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                             "variants": {}}
+    for name, cfg in specs:
+        if time.perf_counter() - t_start > args.budget_s:
+            print(f"== skip {name}: budget spent", flush=True)
+            continue
+        try:
+            var = build_variant(name, cfg, args.device)
+        except Exception as e:  # keep going: one bad variant must not cost the others
+            print(f"== {name} failed: {e!r}"[:2000], flush=True)
+            results["variants"][name] = {"config": cfg, "error": repr(e)[:2000]}
+            continue
+        print(f"== built {name}: compile {var['info']['compile_s']:.1f} s, "
+              f"loss {var['info']['loss']:.4f}", flush=True)
+        variants.append(var)
+        results["variants"][name] = var["info"]
+    times = {v["name"]: [] for v in variants}
+    for _ in range(args.iters):
+        for var in variants:
+            t0 = time.perf_counter()
+            var["run"](args.chunk)
+            times[var["name"]].append((time.perf_counter() - t0) / args.chunk)
+    for var in variants:
+        info, sec = var["info"], sorted(times[var["name"]])
+        med = sec[len(sec) // 2]
+        info["step_s_median"], info["step_s_min"] = med, sec[0]
+        info["clips_per_s"] = info["config"]["batch"] / med
+        info["model_tflop_per_s"] = info["model_gflop_train_per_clip"] * info["clips_per_s"] / 1e3
+        print(f"{var['name']:28s} {info['clips_per_s']:9.1f} clips/s  step {med * 1e3:8.2f} ms "
+              f"(min {sec[0] * 1e3:.2f})  {info['model_tflop_per_s']:6.1f} TFLOP/s  "
+              f"compile {info['compile_s']:.1f} s", flush=True)
+    for name in filter(None, args.profile.split(",")):
+        var = next((v for v in variants if v["name"] == name), None)
+        if var is None:
+            continue
+        try:
+            results["variants"][name]["profile"] = profile_variant(var, 3, args.top, outdir)
+        except Exception as e:
+            print(f"== profile {name} failed: {e!r}", flush=True)
+    results["wall_s"] = time.perf_counter() - t_start
+    line = json.dumps(results, default=str)
+    if outdir:
+        (outdir / "results.json").write_text(line + "\n")
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
