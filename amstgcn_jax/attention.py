@@ -82,6 +82,25 @@ def _attend_chunked(q_BPC, k_BSC, v_BSC, max_elements: int):
     return y_BPC[:, :p]
 
 
+def max_pool_first(x_NTVC, wt: int, wv: int):
+    """Non-overlapping (wt, wv) max pooling over (T, V) in ceil mode (-inf padding, no position
+    dropped), written as a running max over the wt·wv strided slices.
+
+    Same values as `nn.max_pool`; the gradient goes to the first maximum of each window in
+    row-major order, as XLA's select-and-scatter and PyTorch's MaxPool2d do. The backward is
+    elementwise instead of a select-and-scatter (1.6 ms per call on an H100 at NTU shapes).
+    """
+    _, t, v, _ = x_NTVC.shape
+    x_NTVC = jnp.pad(x_NTVC, ((0, 0), (0, -t % wt), (0, -v % wv), (0, 0)),
+                     constant_values=-jnp.inf)
+    best = None
+    for i in range(wt):
+        for j in range(wv):
+            tap = x_NTVC[:, i::wt, j::wv, :]
+            best = tap if best is None else jnp.where(tap > best, tap, best)  # ties: keep first
+    return best
+
+
 def _attend_fused(q_BPC, k_BSC, v_BSC, implementation: str, pad_to_even: bool | None = None):
     """`jax.nn.dot_product_attention` (one head, no 1/sqrt(d) scale) on (B, P, C) sequences.
 
@@ -115,6 +134,19 @@ def _auto_impl(mode: str, dtype, head_dim: int) -> str | None:
     return "cudnn" if head_dim % 8 == 0 and head_dim <= 128 else None
 
 
+class _ConvParams(nn.Module):
+    """The parameters of a 1x1 `nn.Conv` (same names, shapes and initialisers), unapplied."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, in_features: int):
+        kernel = self.param("kernel", nn.linear.default_kernel_init,
+                            (1, 1, in_features, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        return kernel, bias
+
+
 class NonLocalBlock(nn.Module):
     """Embedded-Gaussian non-local block, identity at init. See the module docstring."""
 
@@ -131,10 +163,7 @@ class NonLocalBlock(nn.Module):
         return {"spatial": (1, s), "temporal": (s, 1), "spatiotemporal": (s, s)}[self.mode]
 
     def _pool(self, x_NTVC):
-        wt, wv = self._window()
-        _, t, v, _ = x_NTVC.shape
-        pad = ((0, -t % wt), (0, -v % wv))  # ceil mode: -inf padding, no position dropped
-        return nn.max_pool(x_NTVC, (wt, wv), strides=(wt, wv), padding=pad)
+        return max_pool_first(x_NTVC, *self._window())
 
     def _flatten(self, x_NTVC):
         """Groups positions into attention sequences: (batch', positions, C)."""
@@ -176,14 +205,19 @@ class NonLocalBlock(nn.Module):
         inner = max(1, int(c * self.inner_ratio))
         h_NTVC = x_NTVC.astype(self.dtype)
 
-        def proj(name):
-            return nn.Conv(inner, (1, 1), dtype=self.dtype, name=name)(h_NTVC)
-
-        theta, phi, g = proj("theta"), proj("phi"), proj("g")
+        # theta, phi and g are one GEMM over the concatenated kernels (parameters stay three
+        # `nn.Conv`-shaped entries); phi and g are pooled together.
+        kernels, biases = zip(*(_ConvParams(inner, name=name)(c)
+                                for name in ("theta", "phi", "g")))
+        kernel = jnp.concatenate(kernels, -1).reshape(c, 3 * inner).astype(self.dtype)
+        bias = jnp.concatenate(biases).astype(self.dtype)
+        qkv_NTVC = jnp.dot(h_NTVC, kernel) + bias[None, None, None]
+        theta, phi_g = qkv_NTVC[..., :inner], qkv_NTVC[..., inner:]
         if pooling:
-            phi, g = self._pool(phi), self._pool(g)
+            phi_g = self._pool(phi_g)
             if "theta" in pool_on:
                 theta = self._pool(theta)
+        phi, g = phi_g[..., :inner], phi_g[..., inner:]
         tq, vq = theta.shape[1:3]
         q_BPC, k_BSC, v_BSC = self._flatten(theta), self._flatten(phi), self._flatten(g)
 

@@ -139,7 +139,8 @@ class AMSTGCN(nn.Module):
     (channel m·V·C + v·C + c); `"none"` skips it. `dtype` is the compute dtype (e.g. "bfloat16");
     params and BatchNorm statistics stay float32 and the logits are float32. `tcn_impl` picks
     the temporal-conv formulation ("matmul" | "conv" | "auto", see `layers.TemporalConv`),
-    `gcn_impl` the graph conv's ("factored" | "kron", see `layers.GraphConv`); `blocks`
+    `gcn_impl` the graph conv's ("factored" | "kron" | "auto", or one entry per block; see
+    `layers.GraphConv` and `gcn_impls_for`); `blocks`
     lists (out channels, stride, residual) per block (default: the upstream 10).
     """
 
@@ -157,7 +158,7 @@ class AMSTGCN(nn.Module):
     blocks: Sequence[tuple[int, int, bool]] = STGCN_BLOCKS
     temporal_kernel: int = 9
     tcn_impl: str = "auto"
-    gcn_impl: str = "factored"
+    gcn_impl: Any = "auto"
     dtype: Any = "float32"
 
     def _block_attention(self) -> list[tuple[list, list]]:
@@ -201,6 +202,7 @@ class AMSTGCN(nn.Module):
         x_NTVC = x.reshape(n * m, t, v, c)
         out["data_bn_out"] = x_NTVC
 
+        gcn_impls = gcn_impls_for(self.gcn_impl, self.blocks, v)
         for i, ((features, stride, residual), (att_s, att_t)) in enumerate(
                 zip(self.blocks, self._block_attention())):
             adj = adj_KVV
@@ -211,7 +213,8 @@ class AMSTGCN(nn.Module):
                 features, adj_KVV.shape[0], stride, residual,
                 dropout=0.0 if i == 0 else self.dropout,  # upstream block 0 gets no dropout
                 temporal_kernel=self.temporal_kernel, tcn_impl=self.tcn_impl,
-                gcn_impl=self.gcn_impl, attention_convs=tuple(att_s), attention_convt=tuple(att_t), dtype=dtype,
+                gcn_impl=gcn_impls[i], attention_convs=tuple(att_s),
+                attention_convt=tuple(att_t), dtype=dtype,
                 name=f"block{i}")(x_NTVC, adj, train)
             out[f"block{i}"] = x_NTVC
 
@@ -225,6 +228,27 @@ class AMSTGCN(nn.Module):
 
 
 STGCN = AMSTGCN  # a plain ST-GCN is the attention-free configuration
+
+# "auto" uses the Kronecker graph conv on GPUs up to this V·Cout (NTU: blocks of <= 128
+# channels). Measured on an H100 (benchmarks/README.md, "GPU tuning"): it removes the pads and
+# transposes XLA puts around the factored einsum, which cost more than the extra FLOPs there;
+# at 256 channels the (V·C)^2 matrix makes it FLOP-bound and the factored form wins.
+KRON_MAX_WIDTH = 3200
+
+
+def gcn_impls_for(gcn_impl, blocks, num_nodes: int) -> tuple[str, ...]:
+    """One `GraphConv` impl per block from `gcn_impl`: "factored", "kron", a per-block tuple,
+    or "auto" (kron on GPU where V·Cout <= KRON_MAX_WIDTH, else factored; always factored on
+    CPU, which is compute-bound and where kron's extra FLOPs cost 5x)."""
+    if isinstance(gcn_impl, (tuple, list)):
+        if len(gcn_impl) != len(blocks):
+            raise ValueError(f"gcn_impl has {len(gcn_impl)} entries for {len(blocks)} blocks")
+        return tuple(gcn_impl)
+    if gcn_impl != "auto":
+        return (gcn_impl,) * len(blocks)
+    gpu = jax.default_backend() == "gpu"
+    return tuple("kron" if gpu and num_nodes * features <= KRON_MAX_WIDTH else "factored"
+                 for features, _, _ in blocks)
 
 
 def _plain(value):

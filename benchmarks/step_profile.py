@@ -13,7 +13,8 @@ optimized HLO. This is the tool behind the GPU tuning notes in benchmarks/README
 
 Variant keys: model (stgcn | am_stgcn | a placement name), dataset (ntu | kinetics), frames,
 batch, persons, dtype, dropout, prng (threefry | rbg | unsafe_rbg: the key type the dropout
-masks come from), tcn_impl, gcn_impl, attention_impl. The last line printed is one JSON object.
+masks come from), tcn_impl, gcn_impl (one per block joined by '+'), attention_impl. The last line
+printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import train_step_benchmark as harness  # noqa: E402  (same directory)
 
 DEFAULTS = {"model": "stgcn", "dataset": "ntu", "frames": 300, "batch": 128, "persons": 2,
             "dtype": "bfloat16", "dropout": None, "prng": "threefry", "tcn_impl": "auto",
-            "gcn_impl": "factored", "attention_impl": None}
+            "gcn_impl": "auto", "attention_impl": None}
 
 
 def parse_spec(text: str) -> dict:
@@ -84,11 +85,11 @@ def build_variant(name: str, cfg: dict, device: str):
         (cfg["batch"], cfg["persons"], cfg["frames"], v, 3)).astype(np.float32))
     label_N = jnp.asarray(rs.integers(0, num_classes, cfg["batch"]).astype(np.int32))
     hargs = argparse.Namespace(model=cfg["model"], attention_impl=cfg["attention_impl"],
-                               dtype=cfg["dtype"], tcn_impl=cfg["tcn_impl"])
+                               dtype=cfg["dtype"], tcn_impl=cfg["tcn_impl"],
+                               gcn_impl=cfg["gcn_impl"])
     kwargs = harness.jax_model_kwargs(hargs, {
         "num_classes": num_classes, "layout": layout,
         "dropout": dropout if cfg["dropout"] is None else cfg["dropout"]})
-    kwargs["gcn_impl"] = cfg["gcn_impl"]
     model = model_lib.get_model(**kwargs)
     variables = jax.jit(lambda r: model.init({"params": r}, x_NMTVC[:1], train=False))(
         jax.random.PRNGKey(0))
@@ -200,6 +201,19 @@ def category(op: str, desc: str) -> str:
     return "other"
 
 
+def kernel_category(kernel: str, desc: str) -> str:
+    k = kernel.lower()
+    if "sdpa" in k or "flash" in k or "fmha" in k:
+        return "attention (cuDNN)"
+    if "xmma" in k or "implicit_gemm" in k or "conv" in k:
+        return "conv (cuDNN)"
+    if desc:
+        return category(kernel, desc)
+    if "nvjet" in k or "gemm" in k or "cutlass" in k or "cublas" in k:
+        return "gemm (cuBLAS)"
+    return "other"
+
+
 def profile_variant(variant, steps: int, top: int, outdir: Path | None):
     import jax
     from jax.profiler import ProfileData
@@ -236,6 +250,14 @@ def profile_variant(variant, steps: int, top: int, outdir: Path | None):
         desc = describe(op, instrs, comps)
         cats[category(op, desc)] += ns
         rows.append((op, ns, desc))
+    kernel_rows = []
+    for k, ns in by_kernel.most_common():
+        hlo_name = re.sub(r"_(\d+)$", r".\1", k)  # kernel 'loop_pad_fusion_47' = HLO '.47'
+        desc = describe(hlo_name if hlo_name in instrs else k, instrs, comps)
+        kernel_rows.append((k, ns, desc))
+        if not by_op:  # no "XLA Ops" line in this trace: categorise the kernels instead
+            cats[kernel_category(k, desc)] += ns
+    total_ops = total_ops if by_op else (sum(by_kernel.values()) or 1)
     lines = [f"== profile {variant['name']}: {steps} steps, wall {wall / steps * 1e3:.2f} ms/step",
              "lines (ms/step): " + "; ".join(f"{k}: {v:.2f}" for k, v in per_step_ms.items()),
              "categories (ms/step, share of XLA-op time):"]
@@ -244,13 +266,13 @@ def profile_variant(variant, steps: int, top: int, outdir: Path | None):
     lines.append(f"top {top} XLA ops (ms/step, share):")
     lines += [f"  {ns / steps / 1e6:7.3f} {100 * ns / total_ops:5.1f}%  {op}: {desc[:220]}"
               for op, ns, desc in rows[:top]]
-    lines.append("top kernels (ms/step):")
-    lines += [f"  {ns / steps / 1e6:7.3f}  {k}" for k, ns in by_kernel.most_common(15)]
+    lines.append(f"kernels (ms/step; {sum(by_kernel.values()) / steps / 1e6:.2f} in all):")
+    lines += [f"  {ns / steps / 1e6:7.3f}  {k[:90]}" + (f"  <- {desc[:200]}" if desc else "")
+              for k, ns, desc in kernel_rows]
     report = "\n".join(lines)
-    print(report, flush=True)
+    print("\n".join(lines[:48]), flush=True)
     if outdir:
         (outdir / f"profile_{variant['name']}.txt").write_text(report + "\n")
-        (outdir / f"hlo_{variant['name']}.txt").write_text(variant["hlo"])
     return {"wall_ms_per_step": wall / steps * 1e3,
             "categories_ms_per_step": {c: ns / steps / 1e6 for c, ns in cats.items()},
             "lines_ms_per_step": per_step_ms,

@@ -48,6 +48,9 @@ def parse_args(argv=None):
                         "GPU bf16 only)")
     p.add_argument("--tcn-impl", choices=("auto", "conv", "matmul"), default="auto",
                    help="TemporalConv impl (auto: matmul on CPU, conv elsewhere)")
+    p.add_argument("--gcn-impl", default="auto",
+                   help="graph conv: auto | factored | kron, or one per block joined by '+' "
+                        "(amstgcn_jax.model.gcn_impls_for)")
     p.add_argument("--dataset", choices=sorted(DATASETS), default="ntu")
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--batch", type=int, default=4)
@@ -319,7 +322,8 @@ def jax_model_kwargs(args, cfg):
 
     kw = dict(backbone="stgcn", num_classes=cfg["num_classes"], layout=cfg["layout"],
               strategy="spatial", in_channels=3, dropout=cfg["dropout"], edge_importance=True,
-              data_bn="VC", dtype=args.dtype, tcn_impl=args.tcn_impl)
+              data_bn="VC", dtype=args.dtype, tcn_impl=args.tcn_impl,
+              gcn_impl=_gcn_impl_arg(getattr(args, "gcn_impl", "auto")))
     if args.model in model_lib.VARIANTS:
         placements = model_lib.VARIANTS[args.model]["attention"]
     else:
@@ -333,6 +337,10 @@ def jax_model_kwargs(args, cfg):
             for kind, where, layer, count, opts in placements)
     kw["attention"] = placements
     return kw
+
+
+def _gcn_impl_arg(text: str):
+    return tuple(text.split("+")) if "+" in text else text
 
 
 def _make_train_step(model, variables, lr):
@@ -464,7 +472,7 @@ def main(argv=None):
         jb = build_jax(argparse.Namespace(**(vars(args) | {"model": args.baseline,
                                                             "attention_impl": None})), cfg)
     out = {"config": {k: getattr(args, k) for k in (
-        "model", "attention_impl", "tcn_impl", "dataset", "frames", "batch", "persons", "dtype",
+        "model", "attention_impl", "tcn_impl", "gcn_impl", "dataset", "frames", "batch", "persons", "dtype",
         "precision", "device", "threads", "iters", "chunk", "warmup", "lr", "baseline")}
         | {"joints": v, "dropout": cfg["dropout"], "placements": repr(placements),
            "xla_flags": os.environ.get("XLA_FLAGS", "")},

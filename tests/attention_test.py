@@ -2,6 +2,7 @@
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -358,3 +359,22 @@ def test_automatic_implementation_uses_cudnn_only_where_flash_attention_applies(
     assert attention._auto_impl("spatiotemporal", jnp.bfloat16, 12) is None  # head dim % 8
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     assert attention._auto_impl("spatiotemporal", jnp.bfloat16, 32) is None
+
+
+@pytest.mark.parametrize("window", [(2, 2), (1, 2), (2, 1), (3, 2)])
+def test_max_pool_first_matches_flax_max_pool_values_and_tie_gradients(window):
+    """Ceil-mode pooling on odd T, V; many ties (small integers) so the gradient's tie rule
+    (first maximum in row-major window order, like select-and-scatter) is exercised."""
+    wt, wv = window
+    x = jnp.round(2 * jax.random.normal(jax.random.key(0), (2, 7, 5, 3)))
+    pad = ((0, -7 % wt), (0, -5 % wv))
+
+    def ref(x):
+        return nn.max_pool(x, window, strides=window, padding=pad)
+
+    got = attention.max_pool_first(x, wt, wv)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(ref(x)))
+    cot = jax.random.normal(jax.random.key(1), got.shape)
+    g_got = jax.vjp(lambda x: attention.max_pool_first(x, wt, wv), x)[1](cot)[0]
+    g_ref = jax.vjp(ref, x)[1](cot)[0]
+    np.testing.assert_array_equal(np.asarray(g_got), np.asarray(g_ref))
