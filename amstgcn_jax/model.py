@@ -229,11 +229,13 @@ class AMSTGCN(nn.Module):
 
 STGCN = AMSTGCN  # a plain ST-GCN is the attention-free configuration
 
-# "auto" uses the Kronecker graph conv on GPUs up to this V·Cout (NTU: blocks of <= 128
-# channels). Measured on an H100 (benchmarks/README.md, "GPU tuning"): it removes the pads and
-# transposes XLA puts around the factored einsum, which cost more than the extra FLOPs there;
-# at 256 channels the (V·C)^2 matrix makes it FLOP-bound and the factored form wins.
-KRON_MAX_WIDTH = 3200
+# "auto" uses the Kronecker graph conv on GPUs up to this V·Cout: on NTU (V=25) the blocks of
+# <= 128 channels, on Kinetics/OpenPose (V=18) all blocks. Measured on an H100
+# (benchmarks/README.md, "GPU tuning"): it removes the pads and transposes XLA puts around the
+# factored einsum, which cost more than the extra FLOPs up to there (Kinetics all-kron 5,319 vs
+# 5,148 clips/s with 256-channel blocks factored); at V·C = 6,400 (NTU, 256 channels) the
+# (V·C)^2 matrix makes it FLOP-bound and the factored form wins (NTU 1,714 vs all-kron 1,602).
+KRON_MAX_WIDTH = 4608
 
 
 def gcn_impls_for(gcn_impl, blocks, num_nodes: int) -> tuple[str, ...]:

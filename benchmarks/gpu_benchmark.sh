@@ -57,19 +57,17 @@ run() {
 # 1. ST-GCN, NTU, bf16: the headline training throughput (target >= 2,000 clips/s on an H100).
 run ntu_stgcn_bf16 70 150 --model stgcn --dataset ntu --frames "$NTU_T" --batch "$NTU_BATCH" \
     --dtype bfloat16
-# 2. AM-STGCN default (non-local x3 after ConvT of layer 3), NTU, bf16, cuDNN flash attention;
-#    if cuDNN attention is unavailable: the default blocked attention (exact, bounded memory).
-run ntu_amstgcn_bf16 80 150 --model am_stgcn --attention-impl cudnn --dataset ntu \
-    --frames "$NTU_T" --batch "$NTU_BATCH" --dtype bfloat16 \
-  || run ntu_amstgcn_bf16_chunked 80 150 --model am_stgcn --dataset ntu --frames "$NTU_T" \
-    --batch "$NTU_BATCH" --dtype bfloat16 --skip-infer
+# 2. AM-STGCN default (non-local x3 after ConvT of layer 3), NTU, bf16; the automatic attention
+#    implementation is cuDNN flash attention there (amstgcn_jax.attention._auto_impl).
+run ntu_amstgcn_bf16 80 150 --model am_stgcn --dataset ntu --frames "$NTU_T" \
+    --batch "$NTU_BATCH" --dtype bfloat16
 # 3. Kinetics training crop, bf16: the epoch-time estimate (240,000 clips).
 run kinetics_stgcn_bf16 55 120 --model stgcn --dataset kinetics --frames "$KIN_T" \
     --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer
 # 4. Kinetics AM-STGCN default and the ConvS placement (paper Table 8), JAX only.
-run kinetics_amstgcn_bf16 40 100 --model am_stgcn --attention-impl cudnn --dataset kinetics \
+run kinetics_amstgcn_bf16 40 100 --model am_stgcn --dataset kinetics \
     --frames "$KIN_T" --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer --skip-torch
-run kinetics_convs_l3x3_bf16 35 90 --model convs_l3x3 --attention-impl cudnn \
+run kinetics_convs_l3x3_bf16 35 90 --model convs_l3x3 \
     --dataset kinetics --frames "$KIN_T" --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer \
     --skip-torch
 # 5. float32 (TF32 matmuls/convs pinned on both sides), NTU.

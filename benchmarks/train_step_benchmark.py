@@ -43,9 +43,9 @@ def parse_args(argv=None):
     p.add_argument("--model", default="stgcn",
                    help="stgcn | am_stgcn (the AM-STGCN default, convt_l3x3) | any "
                         "amstgcn_jax.model.VARIANTS name or placement string, e.g. convs_l3x3")
-    p.add_argument("--attention-impl", choices=("reference", "xla", "cudnn"), default=None,
-                   help="NonLocalBlock attention_impl (default: the model's; cudnn = flash, "
-                        "GPU bf16 only)")
+    p.add_argument("--attention-impl", choices=("reference", "chunked", "xla", "cudnn"),
+                   default=None, help="NonLocalBlock attention_impl (default: the model's auto "
+                                      "choice; cudnn = flash, GPU bf16/fp16 only)")
     p.add_argument("--tcn-impl", choices=("auto", "conv", "matmul"), default="auto",
                    help="TemporalConv impl (auto: matmul on CPU, conv elsewhere)")
     p.add_argument("--gcn-impl", default="auto",

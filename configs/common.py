@@ -112,5 +112,7 @@ def stgcn_model(*, num_classes, layout, variant="am_stgcn", backbone="stgcn", da
                  in_channels=in_channels, dropout=dropout, data_bn=data_bn,
                  attention=placeholder(str), blocks=placeholder(tuple), dtype=dtype)
     if backbone == "stgcn":
-        model.update(strategy="spatial", edge_importance=True)
+        # Execution formulations (same numbers, same parameters); unset = the model's "auto".
+        model.update(strategy="spatial", edge_importance=True, gcn_impl=placeholder(str),
+                     tcn_impl=placeholder(str))
     return model

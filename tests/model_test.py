@@ -185,3 +185,36 @@ def test_bfloat16_model_runs_with_float32_state():
 def test_stgcn_alias_and_defaults():
     model = AMSTGCN()
     assert model.attention == () and model.data_bn == "VC" and model.layer_indexing == "paper"
+
+
+def test_gcn_impl_choice_per_block_and_same_outputs(monkeypatch):
+    """'auto' is factored on CPU and Kronecker on GPU up to V·C = KRON_MAX_WIDTH; every choice
+    shares the parameters and gives the same features (train mode, gradients included)."""
+    from amstgcn_jax import model as model_lib
+
+    blocks = model_lib.STGCN_BLOCKS
+    assert model_lib.gcn_impls_for("auto", blocks, 25) == ("factored",) * 10  # CPU backend
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert model_lib.gcn_impls_for("auto", blocks, 25) == ("kron",) * 7 + ("factored",) * 3
+    assert model_lib.gcn_impls_for("auto", blocks, 18) == ("kron",) * 10
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="entries for 3 blocks"):
+        model_lib.gcn_impls_for(("kron",), ((8, 1, False),) * 3, 25)
+
+    x = jax.random.normal(jax.random.key(4), (2, 2, 12, 25, 3))
+    ref_model = _tiny(num_classes=5)
+    variables = ref_model.init(_RNGS, x, train=False)
+
+    def loss(model, variables):
+        (logits, out), _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        return jnp.sum(logits ** 2), out
+
+    (ref_loss, ref_out), ref_grads = jax.value_and_grad(
+        lambda v: loss(ref_model, v), has_aux=True)(variables)
+    for impl in ("kron", ("kron", "factored", "kron")):
+        model = _tiny(num_classes=5, gcn_impl=impl)
+        (val, out), grads = jax.value_and_grad(lambda v: loss(model, v), has_aux=True)(variables)
+        np.testing.assert_allclose(out["block2"], ref_out["block2"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(val, ref_loss, rtol=1e-5)
+        for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+            np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6)
