@@ -106,13 +106,7 @@ def build_variant(name: str, cfg: dict, device: str):
                 v, cfg["frames"], cfg["persons"], num_classes,
                 harness.attention_blocks(kwargs["attention"], strict=False)) / 1e9}
     holder = {"state": state}
-
-    def run(n=1):
-        st = holder["state"]
-        for _ in range(n):
-            st, metrics = compiled(st, batch, rng)
-        jax.block_until_ready((st, metrics))
-        holder["state"], holder["loss"] = st, metrics["loss"]
+    run = harness.step_runner(compiled, holder, batch, rng)
 
     t0 = time.perf_counter()
     run(2)  # first call + one warm step

@@ -266,16 +266,25 @@ def build_jax(args, cfg):
             holder["logits"] = infer_c(variables, x_NMTVC)
         holder["logits"].block_until_ready()
 
-    def run_train(n=1):
-        st = holder["state"]
-        for _ in range(n):
-            st, metrics = train_c(st, batch, rng)
-        jax.block_until_ready((st, metrics))
-        holder["state"], holder["loss"] = st, metrics["loss"]
-
+    run_train = step_runner(train_c, holder, batch, rng)
     res["device"] = str(jax.devices()[0].device_kind)
     return {"res": res, "run_infer": run_infer, "run_train": run_train, "holder": holder,
             "variables": variables, "placements": model_kwargs["attention"]}
+
+
+def step_runner(compiled, holder: dict, batch, rng):
+    """`run(n)`: n train steps from `holder["state"]` (donated), waited for; keeps the new state
+    and the last loss in `holder`."""
+    import jax
+
+    def run(n=1):
+        st = holder["state"]
+        for _ in range(n):
+            st, metrics = compiled(st, batch, rng)
+        jax.block_until_ready((st, metrics))
+        holder["state"], holder["loss"] = st, metrics["loss"]
+
+    return run
 
 
 def randomize_variables(variables, seed):
