@@ -164,3 +164,17 @@ def test_bfloat16_compute_keeps_float32_params():
     assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(variables))
     y, _ = block.apply(variables, x, adj, train=True, mutable=["batch_stats"])
     assert y.dtype == jnp.bfloat16 and np.isfinite(np.asarray(y, np.float32)).all()
+
+
+def test_auto_temporal_conv_is_matmul_for_cpu_training_and_conv_for_inference():
+    """On CPU, `impl="auto"` trains with the stacked-slices matmul (faster backward on XLA:CPU)
+    and infers with lax.conv (faster forward); both give the same numbers."""
+    layer = TemporalConv(6, 9, 1)
+    x = _rand(7, (2, 16, 3, 4))
+    variables = _randomize(layer.init(jax.random.key(0), x))
+    train_jaxpr = str(jax.make_jaxpr(lambda x: layer.apply(variables, x, True))(x))
+    eval_jaxpr = str(jax.make_jaxpr(lambda x: layer.apply(variables, x, False))(x))
+    assert "conv_general_dilated" not in train_jaxpr and "dot_general" in train_jaxpr
+    assert "conv_general_dilated" in eval_jaxpr
+    np.testing.assert_allclose(layer.apply(variables, x, True), layer.apply(variables, x, False),
+                               rtol=1e-5, atol=1e-5)
