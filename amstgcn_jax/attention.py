@@ -37,7 +37,8 @@ Choices where the paper is silent or ambiguous (all are attributes):
   1.93 s), and memory falls from ~1 GB to `chunk_elements` per block; None (default) =
   "chunked" when the matrix has more than `chunk_elements` entries (default 2^22 on CPU,
   2^28 elsewhere), else "reference" -- except on a GPU with a bf16/fp16 compute dtype, where
-  the temporal and spatio-temporal blocks default to "cudnn"; "xla" / "cudnn" =
+  the temporal and spatio-temporal blocks default to "cudnn" (Ampere or newer; where jax
+  still refuses it at trace time, the automatic choice falls back to "chunked"); "xla" / "cudnn" =
   `jax.nn.dot_product_attention` with that implementation ("cudnn" is flash attention on GPU:
   bf16/fp16 only, head dim a multiple of 8, never materialises the weights; odd sequence
   lengths, which jax's cuDNN path rejects when training, e.g. Kinetics' 2,700 x 675, are padded
@@ -126,12 +127,23 @@ def _attend_fused(q_BPC, k_BSC, v_BSC, implementation: str, pad_to_even: bool | 
 
 
 def _auto_impl(mode: str, dtype, head_dim: int) -> str | None:
-    """"cudnn" where flash attention applies (GPU, half precision, long sequences), else None."""
+    """"cudnn" where flash attention applies (an Ampere or newer GPU, half precision, long
+    sequences), else None."""
     if mode == "spatial" or jax.default_backend() != "gpu":
         return None  # per-frame V x V attention: tiny sequences, the einsums are cheaper
     if jnp.dtype(dtype) not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
         return None
-    return "cudnn" if head_dim % 8 == 0 and head_dim <= 128 else None
+    if not (head_dim % 8 == 0 and head_dim <= 128) or _compute_capability() < (8, 0):
+        return None
+    return "cudnn"
+
+
+def _compute_capability() -> tuple[int, ...]:
+    """The first device's CUDA compute capability, (0,) when it has none (not CUDA)."""
+    try:
+        return tuple(int(p) for p in str(jax.devices()[0].compute_capability).split("."))
+    except (AttributeError, ValueError):
+        return (0,)
 
 
 class _ConvParams(nn.Module):
@@ -224,6 +236,7 @@ class NonLocalBlock(nn.Module):
         if self.attention_impl not in (None, "reference", "chunked", "xla", "cudnn"):
             raise ValueError(f"unknown attention_impl {self.attention_impl!r}")
         impl = self.attention_impl or _auto_impl(self.mode, self.dtype, inner)
+        fallback = self.attention_impl is None and impl is not None  # auto-chosen cuDNN
         fused = impl in ("xla", "cudnn")
         budget = self.chunk_elements or (2**22 if jax.default_backend() == "cpu" else 2**28)
         chunked = impl == "chunked" or (
@@ -234,7 +247,14 @@ class NonLocalBlock(nn.Module):
         elif chunked:
             y_BPC = _attend_chunked(q_BPC, k_BSC, v_BSC, budget)
         else:
-            y_BPC = _attend_fused(q_BPC, k_BSC, v_BSC, impl)
+            try:
+                y_BPC = _attend_fused(q_BPC, k_BSC, v_BSC, impl)
+            except (NotImplementedError, RuntimeError):
+                # jax refuses cuDNN attention for this GPU/cuDNN/shape at trace time (raised
+                # here, also under grad): an automatic choice falls back to the blocked path.
+                if not fallback:
+                    raise
+                y_BPC = _attend_chunked(q_BPC, k_BSC, v_BSC, budget)
         y_NTVC = self._unflatten(y_BPC, n, tq, vq)
         if (tq, vq) != (t, v):  # queries were pooled: nearest-upsample back to every position
             wt, wv = self._window()

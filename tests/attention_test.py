@@ -352,6 +352,9 @@ def test_padded_fused_attention_matches_reference_values_and_gradients():
 
 def test_automatic_implementation_uses_cudnn_only_where_flash_attention_applies(monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(attention, "_compute_capability", lambda: (7, 5))  # e.g. a T4
+    assert attention._auto_impl("spatiotemporal", jnp.bfloat16, 32) is None
+    monkeypatch.setattr(attention, "_compute_capability", lambda: (9, 0))
     assert attention._auto_impl("spatiotemporal", jnp.bfloat16, 32) == "cudnn"
     assert attention._auto_impl("temporal", jnp.float16, 64) == "cudnn"
     assert attention._auto_impl("spatial", jnp.bfloat16, 32) is None  # V x V per frame: tiny
@@ -378,3 +381,30 @@ def test_max_pool_first_matches_flax_max_pool_values_and_tie_gradients(window):
     g_got = jax.vjp(lambda x: attention.max_pool_first(x, wt, wv), x)[1](cot)[0]
     g_ref = jax.vjp(ref, x)[1](cot)[0]
     np.testing.assert_array_equal(np.asarray(g_got), np.asarray(g_ref))
+
+
+def test_automatic_cudnn_choice_falls_back_to_blocked_attention_when_refused(monkeypatch):
+    """If jax refuses cuDNN attention at trace time (old cuDNN, unsupported shape), the automatic
+    choice runs the blocked path (values and gradients as the reference); an explicit
+    attention_impl="cudnn" still raises."""
+    x = _x(shape=(N, 6, V, C))
+    ref_block = attention.NonLocalBlock(attention_impl="reference")
+    variables = _randomise(_init(ref_block, x))
+
+    def refuse(*args, **kwargs):
+        raise NotImplementedError("Unsupported sequence length")
+
+    monkeypatch.setattr(attention, "_auto_impl", lambda *a: "cudnn")
+    monkeypatch.setattr(attention, "_attend_fused", refuse)
+
+    def loss(block, variables):
+        y, _ = block.apply(variables, x, train=True, mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(y))
+
+    val, grads = jax.value_and_grad(functools.partial(loss, attention.NonLocalBlock()))(variables)
+    ref_val, ref_grads = jax.value_and_grad(functools.partial(loss, ref_block))(variables)
+    np.testing.assert_allclose(val, ref_val, rtol=1e-5)
+    for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-4, atol=1e-5)
+    with pytest.raises(NotImplementedError):
+        loss(attention.NonLocalBlock(attention_impl="cudnn"), variables)
