@@ -10,9 +10,9 @@ compute), `seed=N`, `tiny` (CI-sized: 2 blocks of 8 channels, 16 frames, 96 clip
 2 epochs: seconds, used by the tests).
 Expected (2-core CPU, seed 0): AM-STGCN top-1 67.7% / top-5 93.8% in 126 s on a quiet machine
 (57.3% / 90.0% before the non-local block's GEMM/pooling rewrite, which changes only float
-rounding: this short run amplifies it); `variant=stgcn` 69.4% / 98.1% in 233 s (shared
-machine). Five epochs are a smoke test, not a ranking of the variants: the attention model is
-still climbing (19, 41, 40, 56, 68% after epochs 1-5).
+rounding: this short run amplifies it); `variant=stgcn` 69.4% / 98.1% in 104 s (the same
+before and after). Five epochs are a smoke test, not a ranking of the variants: the attention
+model is still climbing (19, 41, 40, 56, 68% after epochs 1-5).
 """
 
 from configs import common
