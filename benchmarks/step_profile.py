@@ -119,15 +119,14 @@ def build_variant(name: str, cfg: dict, device: str):
 # HLO summaries: what each op in the profile computes
 
 
-_INSTR = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+(?:\[[^\]]*\])?(?:\{[^}]*\})?)\s+"
-                    r"([\w\-]+)\(")
+_INSTR = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\([^=]*?\)|\S+)\s+([\w\-]+)\(")
 _COMP = re.compile(r"^\s*(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
 
 
 def hlo_index(text: str):
     """{instruction name: (opcode, shape, called computation, custom-call target)} and
     {computation name: Counter of opcodes}."""
-    instrs, comps, current = {}, {}, None
+    instrs, comps, aliases, current = {}, {}, {}, None
     for line in text.splitlines():
         m = _COMP.match(line)
         if m and "=" not in line.split("{")[0]:
@@ -147,6 +146,12 @@ def hlo_index(text: str):
         instrs[name] = (opcode, shape, calls.group(1) if calls else None,
                         (target.group(1) if target else "") + (kind.group(1) if kind else ""),
                         _short_source(source.group(1)) if source else "")
+        # Deduplicated fusions share one kernel, named after the representative.
+        dedup = re.search(r'deduplicated_name="([^"]+)"', line)
+        if dedup:
+            aliases.setdefault(dedup.group(1), name)
+    for alias, name in aliases.items():
+        instrs.setdefault(alias, instrs[name])
     return instrs, comps
 
 
@@ -154,7 +159,8 @@ def _short_source(op_name: str) -> str:
     """'jit(train_step)/jvp(AMSTGCN)/block1/Dropout_0/jit(_bernoulli)/...' -> the module path
     and the last primitive, e.g. 'jvp block1/Dropout_0 .. add'."""
     parts = op_name.split("/")
-    phase = "bwd" if any(p.startswith("transpose(") for p in parts) else "fwd"
+    phase = ("bwd" if any(p.startswith("transpose(") for p in parts)
+             else "fwd" if any(p.startswith("jvp(") for p in parts) else "step")
     mods = [p for p in parts[2:] if re.match(r"^(block\d+|attn_|gcn|tcn_|residual|data_bn|head|"
                                                r"Dropout|theta|phi|g$|out_)", p)]
     return f"{phase} {'/'.join(mods)} .. {parts[-1]}"
