@@ -1,0 +1,43 @@
+"""benchmarks/step_profile.py: variant specs and the HLO index that names profiled kernels."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from benchmarks import step_profile
+
+
+def test_variant_spec_parsing_and_types():
+    cfg = step_profile.typed(step_profile.parse_spec("batch=8,frames=40,gcn_impl=kron+factored"))
+    assert cfg["batch"] == 8 and cfg["frames"] == 40 and cfg["dropout"] is None
+    assert cfg["gcn_impl"] == "kron+factored" and cfg["dataset"] == "ntu"
+    with pytest.raises(SystemExit, match="unknown variant key"):
+        step_profile.parse_spec("batchsize=8")
+
+
+def test_hlo_index_describes_fusions_with_their_ops_and_source_module():
+    def f(x, w):
+        return jnp.sum(jax.nn.relu(x @ w) * 2.0, axis=0), jnp.tanh(x).T
+
+    text = jax.jit(f).lower(jnp.ones((64, 32)), jnp.ones((32, 16))).compile().as_text()
+    instrs, comps = step_profile.hlo_index(text)
+    fusions = [n for n in instrs if "fusion" in n and instrs[n][0] == "fusion"]
+    assert fusions, "no fusion parsed from the optimized HLO"
+    described = [step_profile.describe(n, instrs, comps) for n in fusions]
+    assert all(d.startswith("fusion") and " | " in d for d in described)
+    # The fused computation's ops are listed, e.g. "tanhx1" or "maximumx1".
+    assert any(re.search(r"(tanh|maximum|multiply)x\d", d) for d in described)
+    dots = [n for n in instrs if instrs[n][0] in ("dot", "custom-call")]
+    assert dots and "gemm" in step_profile.category(dots[0], step_profile.describe(
+        dots[0], instrs, comps))
+    assert step_profile.describe("no_such_op", instrs, comps) == ""
+
+
+def test_short_source_names_module_path_and_phase():
+    name = "jit(train_step)/transpose(jvp(AMSTGCN))/block3/gcn/ntvkc,kvw->ntwc/transpose"
+    assert step_profile._short_source(name) == "bwd block3/gcn .. transpose"
+    assert step_profile._short_source("jit(train_step)/jvp(AMSTGCN)/block1/Dropout_0/add") == (
+        "fwd block1/Dropout_0 .. add")
+    assert step_profile._short_source("jit(train_step)/add").startswith("step")
