@@ -124,24 +124,36 @@ class TemporalConv(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         x_NTVC = x_NTVC.astype(self.dtype)
         kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
-        pad = (ks - 1) // 2
         impl = self.impl
         if impl == "auto":
             impl = "matmul" if train and jax.default_backend() == "cpu" else "conv"
-        if impl == "conv":
-            y = lax.conv_general_dilated(x_NTVC, kernel, (s, 1), ((pad, pad), (0, 0)),
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        elif impl == "matmul":
-            t = x_NTVC.shape[1]
-            t_out = (t + 2 * pad - ks) // s + 1
-            xp = jnp.pad(x_NTVC, ((0, 0), (pad, pad), (0, 0), (0, 0)))
-            taps = [lax.slice_in_dim(xp, j, j + s * (t_out - 1) + 1, stride=s, axis=1)
-                    for j in range(ks)]
-            # Channel index j·Cin + c matches kernel.reshape(ks·Cin, Cout).
-            y = jnp.dot(jnp.concatenate(taps, axis=-1), kernel.reshape(ks * c_in, self.features))
-        else:
-            raise ValueError(f"TemporalConv: unknown impl {self.impl!r} (matmul | conv | auto)")
+        if impl not in _TCN_IMPLS:
+            raise ValueError(f"TemporalConv: unknown impl {self.impl!r} "
+                             f"({' | '.join(_TCN_IMPLS)} | auto)")
+        y = _TCN_IMPLS[impl](x_NTVC, kernel, s)
         return y + bias[None, None, None]
+
+
+def _tcn_conv(x_NTVC, kernel_K1IO, stride: int):
+    """The (K, 1) temporal conv with symmetric padding as `lax.conv_general_dilated`."""
+    pad = (kernel_K1IO.shape[0] - 1) // 2
+    return lax.conv_general_dilated(x_NTVC, kernel_K1IO, (stride, 1), ((pad, pad), (0, 0)),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _tcn_matmul(x_NTVC, kernel_K1IO, stride: int):
+    """The same conv as K shifted (strided) slices stacked on channels and one matmul."""
+    ks, _, c_in, c_out = kernel_K1IO.shape
+    pad = (ks - 1) // 2
+    t_out = (x_NTVC.shape[1] - 1) // stride + 1
+    xp = jnp.pad(x_NTVC, ((0, 0), (pad, pad), (0, 0), (0, 0)))
+    taps = [lax.slice_in_dim(xp, j, j + stride * (t_out - 1) + 1, stride=stride, axis=1)
+            for j in range(ks)]
+    # Channel index j·Cin + c matches kernel.reshape(ks·Cin, Cout).
+    return jnp.dot(jnp.concatenate(taps, axis=-1), kernel_K1IO.reshape(ks * c_in, c_out))
+
+
+_TCN_IMPLS = {"matmul": _tcn_matmul, "conv": _tcn_conv}
 
 
 def make_attention(kind: str, where: str, index: int, options: dict, dtype: Any) -> nn.Module:
