@@ -1,5 +1,6 @@
 """AMSTGCN: param paths/counts, the model zoo, attention placement and identity at init."""
 
+import functools
 from pathlib import Path
 
 import jax
@@ -8,8 +9,14 @@ import numpy as np
 import pytest
 
 from amstgcn_jax import convert
-from amstgcn_jax.model import (AMSTGCN, VARIANTS, count_params, get_model, normalize_attention,
-                               parse_placements)
+from amstgcn_jax.model import (
+    AMSTGCN,
+    VARIANTS,
+    count_params,
+    get_model,
+    normalize_attention,
+    parse_placements,
+)
 
 TESTDATA = Path(__file__).parent / "testdata"
 _RNGS = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
@@ -213,7 +220,8 @@ def test_gcn_impl_choice_per_block_and_same_outputs(monkeypatch):
         lambda v: loss(ref_model, v), has_aux=True)(variables)
     for impl in ("kron", ("kron", "factored", "kron")):
         model = _tiny(num_classes=5, gcn_impl=impl)
-        (val, out), grads = jax.value_and_grad(lambda v: loss(model, v), has_aux=True)(variables)
+        (val, out), grads = jax.value_and_grad(
+            functools.partial(loss, model), has_aux=True)(variables)
         np.testing.assert_allclose(out["block2"], ref_out["block2"], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(val, ref_loss, rtol=1e-5)
         for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
