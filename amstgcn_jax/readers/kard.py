@@ -24,6 +24,7 @@ import re
 
 import numpy as np
 
+from amstgcn_jax.readers import files
 from amstgcn_jax.readers.errors import EmptySkeletonError, SkeletonFormatError
 
 NUM_JOINTS = 15
@@ -59,17 +60,7 @@ def read_kard_txt(path: str | os.PathLike, *, num_joint: int = NUM_JOINTS
     """Reads one KARD file: ``(data (3, T, 15, 1) float32, label)``."""
     path = os.fspath(path)
     info = parse_kard_name(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise SkeletonFormatError(path, f"cannot read file ({e.strerror or e})") from None
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError as e:
-        raise SkeletonFormatError(path, f"not a text file (non-ASCII byte at offset {e.start})") \
-            from None
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in files.read_ascii(path).splitlines() if line.strip()]
     if not lines:
         raise SkeletonFormatError(path, "empty file")
     if len(lines) % num_joint:

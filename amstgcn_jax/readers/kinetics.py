@@ -34,7 +34,7 @@ import os
 import numpy as np
 
 from amstgcn_jax.readers.errors import EmptySkeletonError, SkeletonFormatError
-from amstgcn_jax.readers.json_file import load_json
+from amstgcn_jax.readers.files import load_json
 
 NUM_JOINTS = 18
 NUM_PERSON_IN = 5

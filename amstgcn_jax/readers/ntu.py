@@ -36,7 +36,7 @@ import re
 
 import numpy as np
 
-from amstgcn_jax.readers import safe_pickle
+from amstgcn_jax.readers import files, safe_pickle
 from amstgcn_jax.readers.errors import EmptySkeletonError, SkeletonFormatError
 
 NUM_JOINTS = 25
@@ -146,19 +146,6 @@ class NTUSkeletonFile:
         return int(self.bodies_per_frame.shape[0])
 
 
-def _read_text(path) -> str:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise SkeletonFormatError(path, f"cannot read file ({e.strerror or e})") from None
-    try:
-        return raw.decode("ascii")
-    except UnicodeDecodeError as e:
-        raise SkeletonFormatError(path, f"not a text file (non-ASCII byte at offset {e.start})") \
-            from None
-
-
 def _count(path, lines, i, what) -> int:
     if i >= len(lines):
         raise SkeletonFormatError(path, f"file ends early (truncated?): expected {what} at line "
@@ -176,7 +163,7 @@ def _count(path, lines, i, what) -> int:
 def parse_ntu_skeleton(path: str | os.PathLike, num_joint: int = NUM_JOINTS) -> NTUSkeletonFile:
     """Parses a ``.skeleton`` file strictly; all counts are checked against the lines present."""
     path = os.fspath(path)
-    lines = _read_text(path).splitlines()
+    lines = files.read_ascii(path).splitlines()
     while lines and not lines[-1].strip():  # trailing blank lines are harmless
         lines.pop()
     if not lines:

@@ -22,7 +22,7 @@ import numpy as np
 
 from amstgcn_jax.readers import safe_pickle
 from amstgcn_jax.readers.errors import EmptySkeletonError, SkeletonFormatError
-from amstgcn_jax.readers.json_file import load_json
+from amstgcn_jax.readers.files import load_json
 
 NUM_JOINTS = 20
 ACTION_IDS = (1, 2, 3, 4, 5, 6, 8, 9, 11, 12)
