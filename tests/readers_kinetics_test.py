@@ -60,6 +60,10 @@ def test_list_samples(kin_dir, tmp_path):
     (tmp_path / "l.json").write_text(json.dumps(labels))
     with pytest.raises(SkeletonFormatError, match="no entry"):
         kinetics.list_kinetics_samples(kin_dir / "kinetics_train", tmp_path / "l.json")
+    skipped = []  # a dataset build reports the unlabelled clip and keeps the others
+    got = kinetics.list_kinetics_samples(kin_dir / "kinetics_train", tmp_path / "l.json",
+                                         on_unlabelled=lambda vid, why: skipped.append(vid))
+    assert skipped == ["__0muxHV-Uw"] and len(got) == 4
 
 
 def test_feeder_semantics(tmp_path):

@@ -133,24 +133,15 @@ def kinetics_examples(root, *, split: str, log: SkipLog) -> Iterator[tuple[str, 
     """
     from amstgcn_jax.readers import kinetics
     json_dir, label_path = kinetics_parts(root)[split]
-    labels = kinetics.read_kinetics_labels(label_path)
-    for fname in sorted(os.listdir(json_dir)):
-        if not fname.endswith(".json"):
-            continue
-        vid = fname.split(".")[0]
-        entry = labels.get(vid)
-        if entry is None:
-            log.skip(vid, f"no entry in {label_path}")
-            continue
-        if not entry.has_skeleton:
-            continue
+    for vid, path, label_index in kinetics.list_kinetics_samples(json_dir, label_path,
+                                                                 on_unlabelled=log.skip):
         try:
-            data, label = kinetics.read_kinetics_json(os.path.join(json_dir, fname))
+            data, label = kinetics.read_kinetics_json(path)
         except SkeletonFormatError as e:
             log.skip(vid, e.reason)
             continue
-        if label != entry.label_index:
-            log.skip(vid, f"label_index {label} in the clip differs from {entry.label_index} in "
+        if label != label_index:
+            log.skip(vid, f"label_index {label} in the clip differs from {label_index} in "
                           f"{os.path.basename(label_path)}")
             continue
         yield _example(vid, _trim(data), label)

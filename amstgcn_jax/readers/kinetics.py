@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -192,12 +193,16 @@ def read_kinetics_label_names(path: str | os.PathLike) -> list[str]:
 
 
 def list_kinetics_samples(data_dir: str | os.PathLike, label_path: str | os.PathLike, *,
-                          ignore_empty_sample: bool = True) -> list[tuple[str, str, int]]:
+                          ignore_empty_sample: bool = True,
+                          on_unlabelled: Callable[[str, str], None] | None = None
+                          ) -> list[tuple[str, str, int]]:
     """Lists ``(video_id, path, label_index)`` of the clips in ``data_dir``, sorted by id.
 
     The id is the file name up to the first dot, looked up in the label JSON (as the feeder
     does). Clips with ``has_skeleton: false`` are left out when ``ignore_empty_sample``; a clip
-    without a label entry raises `SkeletonFormatError`. Upstream orders by ``os.listdir``.
+    without a label entry raises `SkeletonFormatError`, or, given ``on_unlabelled``, is left
+    out after ``on_unlabelled(video_id, reason)`` (a dataset build skips and reports it).
+    Upstream orders by ``os.listdir``.
     """
     data_dir = os.fspath(data_dir)
     if not os.path.isdir(data_dir):
@@ -210,8 +215,11 @@ def list_kinetics_samples(data_dir: str | os.PathLike, label_path: str | os.Path
         vid = fname.split(".")[0]
         entry = labels.get(vid)
         if entry is None:
-            raise SkeletonFormatError(os.path.join(data_dir, fname),
-                                      f"no entry for {vid!r} in label file {os.fspath(label_path)}")
+            reason = f"no entry for {vid!r} in label file {os.fspath(label_path)}"
+            if on_unlabelled is None:
+                raise SkeletonFormatError(os.path.join(data_dir, fname), reason)
+            on_unlabelled(vid, reason)
+            continue
         if ignore_empty_sample and not entry.has_skeleton:
             continue
         out.append((vid, os.path.join(data_dir, fname), entry.label_index))
