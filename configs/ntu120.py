@@ -11,22 +11,8 @@ Args: `xsub|xset`, modality, `variant=...`, `backbone=agcn`, `bf16`, `seed=N`.
 Expected result: TBD (not run here).
 """
 
-from configs import common
+from configs import ntu60
 
 
 def get_config(arg=None):
-    arg = common.parse_arg(arg, split="xsub", modality="joint", variant="am_stgcn",
-                           backbone="stgcn", bf16=False, seed=0,
-                           choices={"split": ("xsub", "xset"), "modality": common.MODALITIES,
-                                    "backbone": ("stgcn", "agcn")})
-    agcn = arg.backbone == "agcn"
-    data = common.data_config(name=f"ntu_rgbd120/{arg.split}", recipe="agcn" if agcn else "stgcn",
-                              modality=arg.modality, window=300)
-    model = common.stgcn_model(num_classes=120, layout="ntu-rgb+d", variant=arg.variant,
-                               backbone=arg.backbone, data_bn="MVC" if agcn else "VC",
-                               dropout=0.0 if agcn else 0.5,
-                               dtype="bfloat16" if arg.bf16 else "float32")
-    optim = common.optim_config(learning_rate=0.1, weight_decay=1e-4,
-                                decay_epochs=(30, 40) if agcn else (10, 50))
-    return common.base_config(data=data, model=model, optim=optim, batch_size=64,
-                              num_epochs=50 if agcn else 80, seed=arg.seed)
+    return ntu60.ntu_config(arg, dataset="ntu_rgbd120", splits=("xsub", "xset"), num_classes=120)

@@ -19,14 +19,19 @@ from configs import common
 
 
 def get_config(arg=None):
+    return ntu_config(arg, dataset="ntu_rgbd60", splits=("xsub", "xview"), num_classes=60)
+
+
+def ntu_config(arg, *, dataset: str, splits: tuple[str, ...], num_classes: int):
+    """The NTU recipe above for `dataset` (also NTU-120, configs/ntu120.py)."""
     arg = common.parse_arg(arg, split="xsub", modality="joint", variant="am_stgcn",
                            backbone="stgcn", bf16=False, seed=0,
-                           choices={"split": ("xsub", "xview"), "modality": common.MODALITIES,
+                           choices={"split": splits, "modality": common.MODALITIES,
                                     "backbone": ("stgcn", "agcn")})
     agcn = arg.backbone == "agcn"
-    data = common.data_config(name=f"ntu_rgbd60/{arg.split}", recipe="agcn" if agcn else "stgcn",
+    data = common.data_config(name=f"{dataset}/{arg.split}", recipe="agcn" if agcn else "stgcn",
                               modality=arg.modality, window=300)
-    model = common.stgcn_model(num_classes=60, layout="ntu-rgb+d", variant=arg.variant,
+    model = common.stgcn_model(num_classes=num_classes, layout="ntu-rgb+d", variant=arg.variant,
                                backbone=arg.backbone, data_bn="MVC" if agcn else "VC",
                                dropout=0.0 if agcn else 0.5,
                                dtype="bfloat16" if arg.bf16 else "float32")
