@@ -72,7 +72,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def build_variant(name: str, cfg: dict, device: str):
+def build_variant(name: str, cfg: dict):
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -318,7 +318,7 @@ def main(argv=None):
             print(f"== skip {name}: budget spent", flush=True)
             continue
         try:
-            var = build_variant(name, cfg, args.device)
+            var = build_variant(name, cfg)
         except Exception as e:  # noqa: BLE001  (one bad variant must not cost the others)
             print(f"== {name} failed: {e!r}"[:2000], flush=True)
             results["variants"][name] = {"config": cfg, "error": repr(e)[:2000]}
