@@ -18,6 +18,11 @@ Deliberate deviations, none of which changes the numbers beyond float32 round-of
   `lax.conv_general_dilated`; `"auto"` picks matmul for training on CPU and conv elsewhere,
   including CPU inference, where XLA's forward conv beats the 9x im2col copy (NTU T=300, batch
   4: 3.80 vs 3.32 clips/s, benchmarks/README.md). Same params.
+- Activations may be V-major (`layout="VNTC"`, `x_VNTC` = (V, N·M, T, C)) instead of `x_NTVC`.
+  The graph aggregation is then one plain GEMM `(K·W, V) @ (V, N·T·C)` with no transposes, and
+  the temporal conv runs along the minor spatial axis of an NHWC conv (H = N, W = T, kernel
+  (1, 9)), which XLA:CPU executes 1.5-2x faster forward+backward than the (9, 1) kernel over
+  NTVC (benchmarks/README.md). Same params, same numbers; `model.AMSTGCN` picks the layout.
 - Initialisation follows the upstream trainer's `weights_init` (conv weights N(0, 0.02), biases
   0, BatchNorm scale N(1, 0.02), shift 0), not PyTorch's default init.
 - The padding is always explicit and symmetric ((k−1)/2 on both sides): never `"SAME"`, which
@@ -34,6 +39,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+LAYOUTS = ("NTVC", "VNTC")  # activation layouts; T is axis 1 resp. 2, C is always last
 BN_EPSILON = 1e-5  # PyTorch default
 BN_MOMENTUM = 0.9  # = 1 - PyTorch momentum 0.1
 conv_init = nn.initializers.normal(stddev=0.02)  # st-gcn processor/recognition.py weights_init
@@ -61,51 +67,86 @@ class GraphConv(nn.Module):
     """`ConvTemporalGraphical`: 1×1 conv to K·C (K-major), then `Σ_k Σ_v y[v,k,c] · A[k,v,w]`.
 
     Params: `kernel (Cin, K·Cout)`, `bias (K·Cout)`; output channel `k·Cout + c` belongs to
-    subset k, as in the upstream `view(n, K, C, t, v)`.
+    subset k, as in the upstream `view(n, K, C, t, v)`. Input and output are `x_NTVC`, or
+    `x_VNTC` with `layout="VNTC"` (factored impl only).
     """
 
     features: int
     num_subsets: int
     aggregate_first: bool | None = None  # None: whichever side is cheaper
     impl: str = "factored"  # "factored" (the upstream order, maybe reordered) | "kron"
+    layout: str = "NTVC"
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x_NTVC, adj_KVV):
+    def __call__(self, x, adj_KVV):
         k, c_out = self.num_subsets, self.features
-        c_in = x_NTVC.shape[-1]
+        c_in = x.shape[-1]
         if adj_KVV.shape[0] != k:
             raise ValueError(f"GraphConv: adjacency has {adj_KVV.shape[0]} subsets, expected {k}")
+        if self.impl not in ("factored", "kron"):
+            raise ValueError(f"GraphConv: unknown impl {self.impl!r} (factored | kron)")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"GraphConv: unknown layout {self.layout!r} ({' | '.join(LAYOUTS)})")
+        if self.impl == "kron" and self.layout != "NTVC":
+            raise ValueError("GraphConv: impl='kron' needs layout='NTVC' (it multiplies the "
+                             "V·C-wide rows of each frame)")
         kernel = self.param("kernel", conv_init, (c_in, k * c_out), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (k * c_out,), jnp.float32)
-        x_NTVC = x_NTVC.astype(self.dtype)
+        x = x.astype(self.dtype)
         adj_KVV = adj_KVV.astype(self.dtype)
         kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
         first = self.aggregate_first if self.aggregate_first is not None else c_in < c_out
-        n, t, v, _ = x_NTVC.shape
-        if self.impl not in ("factored", "kron"):
-            raise ValueError(f"GraphConv: unknown impl {self.impl!r} (factored | kron)")
+        # The upstream bias is added before the aggregation: Σ_k b_k · colsum(A_k) after it.
+        bias_WD = jnp.einsum("kw,kd->wd", adj_KVV.sum(1), bias.reshape(k, c_out))
+        if self.layout == "VNTC":
+            return _graph_conv_vntc(x, adj_KVV, kernel, bias, bias_WD, first)
+        n, t, v, _ = x.shape
         if self.impl == "kron":
             # M[v, c, w, d] = Σ_k A[k, v, w] · W[c, k, d]: one (V·Cin) x (V·Cout) GEMM per frame.
             w_CKD = kernel.reshape(c_in, k, c_out)
             m_VCWD = jnp.einsum("kvw,ckd->vcwd", adj_KVV, w_CKD)
-            y_NTWD = jnp.dot(x_NTVC.reshape(n, t, v * c_in), m_VCWD.reshape(v * c_in, v * c_out))
-            bias_WD = jnp.einsum("kw,kd->wd", adj_KVV.sum(1), bias.reshape(k, c_out))
+            y_NTWD = jnp.dot(x.reshape(n, t, v * c_in), m_VCWD.reshape(v * c_in, v * c_out))
             return y_NTWD.reshape(n, t, v, c_out) + bias_WD[None, None]
         if not first:
-            y_NTVKC = (jnp.dot(x_NTVC, kernel) + bias[None, None, None]).reshape(n, t, v, k, c_out)
+            y_NTVKC = (jnp.dot(x, kernel) + bias[None, None, None]).reshape(n, t, v, k, c_out)
             return jnp.einsum("ntvkc,kvw->ntwc", y_NTVKC, adj_KVV)
-        xa_NTWKC = jnp.einsum("ntvc,kvw->ntwkc", x_NTVC, adj_KVV)
+        xa_NTWKC = jnp.einsum("ntvc,kvw->ntwkc", x, adj_KVV)
         w_KCD = kernel.reshape(c_in, k, c_out).transpose(1, 0, 2)
         y_NTWD = jnp.dot(xa_NTWKC.reshape(n, t, v, k * c_in), w_KCD.reshape(k * c_in, c_out))
-        bias_WD = jnp.einsum("kw,kd->wd", adj_KVV.sum(1), bias.reshape(k, c_out))
         return y_NTWD + bias_WD[None, None]
+
+
+def _graph_conv_vntc(x_VNTC, adj_KVV, kernel, bias, bias_WD, aggregate_first: bool):
+    """The factored graph conv on V-major activations, as plain 2-D GEMMs.
+
+    With V outermost, `A_kᵀ @ x` is a (W, V) @ (V, N·T·C) product and the 1×1 conv a
+    (V·N·T, C) @ (C, D) one, so neither needs a transpose; the K subsets are K GEMMs whose
+    sum XLA fuses.
+    """
+    v, n, t, c_in = x_VNTC.shape
+    k, c_out = adj_KVV.shape[0], bias_WD.shape[-1]
+    w_CKD = kernel.reshape(c_in, k, c_out)
+    if aggregate_first:
+        # xa[k, w] = Σ_v A[k, v, w] x[v]: one (K·W, V) @ (V, N·T·Cin) GEMM.
+        adj_KWV = adj_KVV.transpose(0, 2, 1).reshape(k * v, v)
+        xa_KMC = jnp.dot(adj_KWV, x_VNTC.reshape(v, n * t * c_in)).reshape(k, v * n * t, c_in)
+        y_MD = sum(jnp.dot(xa_KMC[j], w_CKD[:, j]) for j in range(k))
+        return y_MD.reshape(v, n, t, c_out) + bias_WD[:, None, None]
+    # h[k, v] = x[v] @ W_k + b_k, then y[w] = Σ_{k,v} A[k, v, w] h[k, v]: (W, K·V) @ (K·V, ·).
+    x_MC = x_VNTC.reshape(v * n * t, c_in)
+    h_KMD = jnp.stack([jnp.dot(x_MC, w_CKD[:, j]) for j in range(k)])
+    h_KMD = h_KMD + bias.reshape(k, 1, c_out)
+    adj_WKV = adj_KVV.transpose(2, 0, 1).reshape(v, k * v)
+    y = jnp.dot(adj_WKV, h_KMD.reshape(k * v, n * t * c_out))
+    return y.reshape(v, n, t, c_out)
 
 
 class TemporalConv(nn.Module):
     """(kernel_size × 1) conv over time with explicit symmetric zero padding and a stride.
 
-    Params `kernel (kernel_size, 1, Cin, Cout)` (HWIO), `bias (Cout)`; upstream `tcn.2`.
+    Params `kernel (kernel_size, 1, Cin, Cout)` (HWIO), `bias (Cout)`; upstream `tcn.2`. Input
+    and output are `x_NTVC`, or `x_VNTC` with `layout="VNTC"`.
     """
 
     features: int
@@ -113,41 +154,56 @@ class TemporalConv(nn.Module):
     stride: int = 1
     impl: str = "auto"  # "matmul" | "conv" | "auto"
     dtype: Any = jnp.float32
+    layout: str = "NTVC"
 
     @nn.compact
-    def __call__(self, x_NTVC, train: bool = True):
+    def __call__(self, x, train: bool = True):
         ks, s = self.kernel_size, self.stride
         if ks % 2 != 1:
             raise ValueError(f"TemporalConv: kernel_size must be odd, got {ks}")
-        c_in = x_NTVC.shape[-1]
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"TemporalConv: unknown layout {self.layout!r} "
+                             f"({' | '.join(LAYOUTS)})")
+        c_in = x.shape[-1]
         kernel = self.param("kernel", conv_init, (ks, 1, c_in, self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        x_NTVC = x_NTVC.astype(self.dtype)
+        x = x.astype(self.dtype)
         kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
         impl = self.impl
         if impl == "auto":
-            impl = "matmul" if train and jax.default_backend() == "cpu" else "conv"
+            # XLA:CPU's weight gradient of the (9, 1) conv over NTVC is slow, so CPU training
+            # over NTVC uses the matmul; along the minor spatial axis (VNTC) the conv wins.
+            cpu_train = train and jax.default_backend() == "cpu"
+            impl = "matmul" if cpu_train and self.layout == "NTVC" else "conv"
         if impl not in _TCN_IMPLS:
             raise ValueError(f"TemporalConv: unknown impl {self.impl!r} "
                              f"({' | '.join(_TCN_IMPLS)} | auto)")
-        y = _TCN_IMPLS[impl](x_NTVC, kernel, s)
+        y = _TCN_IMPLS[impl](x, kernel, s, time_axis=LAYOUTS.index(self.layout) + 1)
         return y + bias[None, None, None]
 
 
-def _tcn_conv(x_NTVC, kernel_K1IO, stride: int):
-    """The (K, 1) temporal conv with symmetric padding as `lax.conv_general_dilated`."""
+def _tcn_conv(x, kernel_K1IO, stride: int, time_axis: int = 1):
+    """The (K, 1) temporal conv with symmetric padding as `lax.conv_general_dilated`.
+
+    `time_axis=1` (NTVC): NHWC with H = T. `time_axis=2` (VNTC): NHWC with H = N, W = T and the
+    kernel turned to (1, K).
+    """
     pad = (kernel_K1IO.shape[0] - 1) // 2
-    return lax.conv_general_dilated(x_NTVC, kernel_K1IO, (stride, 1), ((pad, pad), (0, 0)),
+    if time_axis == 1:
+        return lax.conv_general_dilated(x, kernel_K1IO, (stride, 1), ((pad, pad), (0, 0)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return lax.conv_general_dilated(x, kernel_K1IO.transpose(1, 0, 2, 3), (1, stride),
+                                    ((0, 0), (pad, pad)),
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-def _tcn_matmul(x_NTVC, kernel_K1IO, stride: int):
+def _tcn_matmul(x, kernel_K1IO, stride: int, time_axis: int = 1):
     """The same conv as K shifted (strided) slices stacked on channels and one matmul."""
     ks, _, c_in, c_out = kernel_K1IO.shape
     pad = (ks - 1) // 2
-    t_out = (x_NTVC.shape[1] - 1) // stride + 1
-    xp = jnp.pad(x_NTVC, ((0, 0), (pad, pad), (0, 0), (0, 0)))
-    taps = [lax.slice_in_dim(xp, j, j + stride * (t_out - 1) + 1, stride=stride, axis=1)
+    t_out = (x.shape[time_axis] - 1) // stride + 1
+    xp = jnp.pad(x, [(pad, pad) if a == time_axis else (0, 0) for a in range(x.ndim)])
+    taps = [lax.slice_in_dim(xp, j, j + stride * (t_out - 1) + 1, stride=stride, axis=time_axis)
             for j in range(ks)]
     # Channel index j·Cin + c matches kernel.reshape(ks·Cin, Cout).
     return jnp.dot(jnp.concatenate(taps, axis=-1), kernel_K1IO.reshape(ks * c_in, c_out))
@@ -183,7 +239,9 @@ class STGCNBlock(nn.Module):
     `residual=False` gives no residual (upstream block 0); otherwise identity when the shape is
     kept, else `residual_conv` (1×1, stride s) + `residual_bn`. Attention entries are
     `(kind, options)` pairs applied in order; ConvT attention sits on the output of the whole
-    upstream `tcn` Sequential (after its Dropout), right before the residual add.
+    upstream `tcn` Sequential (after its Dropout), right before the residual add. Input and
+    output are `x_NTVC`, or `x_VNTC` with `layout="VNTC"`; attention modules always see
+    `x_NTVC` (transposed to it and back).
     """
 
     features: int
@@ -197,31 +255,42 @@ class STGCNBlock(nn.Module):
     attention_convs: tuple = ()
     attention_convt: tuple = ()
     dtype: Any = jnp.float32
+    layout: str = "NTVC"
 
     @nn.compact
-    def __call__(self, x_NTVC, adj_KVV, train: bool = False):
-        s, dtype = self.stride, self.dtype
-        x_NTVC = x_NTVC.astype(dtype)
+    def __call__(self, x, adj_KVV, train: bool = False):
+        s, dtype, layout = self.stride, self.dtype, self.layout
+        if layout not in LAYOUTS:
+            raise ValueError(f"STGCNBlock: unknown layout {layout!r} ({' | '.join(LAYOUTS)})")
+        x = x.astype(dtype)
         if not self.residual:
             res = None
-        elif x_NTVC.shape[-1] == self.features and s == 1:
-            res = x_NTVC
+        elif x.shape[-1] == self.features and s == 1:
+            res = x
         else:
-            res = pointwise(self.features, "residual_conv", dtype)(x_NTVC[:, ::s])
+            strided = x[:, ::s] if layout == "NTVC" else x[:, :, ::s]
+            res = pointwise(self.features, "residual_conv", dtype)(strided)
             res = batch_norm(train, "residual_bn", dtype)(res)
 
-        y = GraphConv(self.features, self.num_subsets, impl=self.gcn_impl, dtype=dtype,
-                      name="gcn")(x_NTVC, adj_KVV)
-        for j, (kind, options) in enumerate(self.attention_convs):
-            y = make_attention(kind, "convs", j, dict(options), dtype)(y, train)
+        y = GraphConv(self.features, self.num_subsets, impl=self.gcn_impl, layout=layout,
+                      dtype=dtype, name="gcn")(x, adj_KVV)
+        y = self._attend(y, "convs", self.attention_convs, train)
         y = nn.relu(batch_norm(train, "tcn_bn0", dtype)(y))
         y = TemporalConv(self.features, self.temporal_kernel, s, self.tcn_impl, dtype,
-                         name="tcn_conv")(y, train)
+                         layout, name="tcn_conv")(y, train)
         y = batch_norm(train, "tcn_bn1", dtype)(y)
         if self.dropout > 0:
             y = nn.Dropout(self.dropout, deterministic=not train)(y)
-        for j, (kind, options) in enumerate(self.attention_convt):
-            y = make_attention(kind, "convt", j, dict(options), dtype)(y, train)
+        y = self._attend(y, "convt", self.attention_convt, train)
         if res is not None:
             y = y + res
         return nn.relu(y)
+
+    def _attend(self, y, where: str, entries: tuple, train: bool):
+        if not entries:
+            return y
+        vntc = self.layout == "VNTC"
+        y_NTVC = y.transpose(1, 2, 0, 3) if vntc else y
+        for j, (kind, options) in enumerate(entries):
+            y_NTVC = make_attention(kind, where, j, dict(options), self.dtype)(y_NTVC, train)
+        return y_NTVC.transpose(2, 0, 1, 3) if vntc else y_NTVC

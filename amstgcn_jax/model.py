@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from amstgcn_jax import graph
-from amstgcn_jax.layers import STGCNBlock, batch_norm, conv_init
+from amstgcn_jax.layers import LAYOUTS, STGCNBlock, batch_norm, conv_init
 
 # (out channels, temporal stride, residual) of upstream st_gcn_networks 0…9.
 STGCN_BLOCKS = ((64, 1, False), (64, 1, True), (64, 1, True), (64, 1, True), (128, 2, True),
@@ -140,8 +140,10 @@ class AMSTGCN(nn.Module):
     params and BatchNorm statistics stay float32 and the logits are float32. `tcn_impl` picks
     the temporal-conv formulation ("matmul" | "conv" | "auto", see `layers.TemporalConv`),
     `gcn_impl` the graph conv's ("factored" | "kron" | "auto", or one entry per block; see
-    `layers.GraphConv` and `gcn_impls_for`); `blocks`
-    lists (out channels, stride, residual) per block (default: the upstream 10).
+    `layers.GraphConv` and `gcn_impls_for`), `activation_layout` the blocks' activation layout
+    ("NTVC" | "VNTC" | "auto", see `activation_layout_for`); `blocks` lists (out channels,
+    stride, residual) per block (default: the upstream 10). None of these changes the params
+    or (beyond float rounding) the outputs; the dropout masks differ between layouts.
     """
 
     num_classes: int = 60
@@ -159,6 +161,7 @@ class AMSTGCN(nn.Module):
     temporal_kernel: int = 9
     tcn_impl: str = "auto"
     gcn_impl: Any = "auto"
+    activation_layout: str = "auto"
     dtype: Any = "float32"
 
     def _block_attention(self) -> list[tuple[list, list]]:
@@ -203,24 +206,29 @@ class AMSTGCN(nn.Module):
         out["data_bn_out"] = x_NTVC
 
         gcn_impls = gcn_impls_for(self.gcn_impl, self.blocks, v)
+        act_layout = activation_layout_for(self.activation_layout, gcn_impls)
+        vntc = act_layout == "VNTC"
+        # Blocks run on x_VNTC = (V, N·M, T, C) in that layout; `out` keeps x_NTVC.
+        x = x_NTVC.transpose(2, 0, 1, 3) if vntc else x_NTVC
         for i, ((features, stride, residual), (att_s, att_t)) in enumerate(
                 zip(self.blocks, self._block_attention())):
             adj = adj_KVV
             if self.edge_importance:
                 adj = adj * self.param(f"edge_importance{i}", nn.initializers.ones,
                                        adj_KVV.shape, jnp.float32)
-            x_NTVC = STGCNBlock(
+            x = STGCNBlock(
                 features, adj_KVV.shape[0], stride, residual,
                 dropout=0.0 if i == 0 else self.dropout,  # upstream block 0 gets no dropout
                 temporal_kernel=self.temporal_kernel, tcn_impl=self.tcn_impl,
                 gcn_impl=gcn_impls[i], attention_convs=tuple(att_s),
-                attention_convt=tuple(att_t), dtype=dtype,
-                name=f"block{i}")(x_NTVC, adj, train)
-            out[f"block{i}"] = x_NTVC
+                attention_convt=tuple(att_t), dtype=dtype, layout=act_layout,
+                name=f"block{i}")(x, adj, train)
+            out[f"block{i}"] = x.transpose(1, 2, 0, 3) if vntc else x
 
+        x_NTVC = out[f"block{len(self.blocks) - 1}"]
         _, t_out, _, c_out = x_NTVC.shape
         out["feature"] = x_NTVC.reshape(n, m, t_out, v, c_out)
-        pooled = x_NTVC.astype(jnp.float32).mean((1, 2)).reshape(n, m, c_out).mean(1)
+        pooled = x.astype(jnp.float32).mean((0, 2) if vntc else (1, 2)).reshape(n, m, c_out).mean(1)
         out["pooled"] = pooled
         logits_NL = nn.Dense(self.num_classes, kernel_init=conv_init,
                              bias_init=nn.initializers.zeros, name="head")(pooled)
@@ -251,6 +259,26 @@ def gcn_impls_for(gcn_impl, blocks, num_nodes: int) -> tuple[str, ...]:
     gpu = jax.default_backend() == "gpu"
     return tuple("kron" if gpu and num_nodes * features <= KRON_MAX_WIDTH else "factored"
                  for features, _, _ in blocks)
+
+
+def activation_layout_for(activation_layout: str, gcn_impls) -> str:
+    """The blocks' activation layout: "NTVC", "VNTC", or "auto" = VNTC on CPU, NTVC elsewhere
+    and wherever a block uses the Kronecker graph conv (which needs V next to C).
+
+    On XLA:CPU, VNTC makes the graph aggregation a transpose-free GEMM and the temporal conv a
+    (1, 9) conv along the minor spatial axis, whose forward+backward runs 1.5-2x faster than
+    the (9, 1) one (benchmarks/README.md, "CPU results"). GPUs keep NTVC until measured.
+    """
+    if activation_layout == "auto":
+        cpu = jax.default_backend() == "cpu"
+        return "VNTC" if cpu and "kron" not in gcn_impls else "NTVC"
+    if activation_layout not in LAYOUTS:
+        raise ValueError(f"activation_layout must be one of {LAYOUTS} or 'auto', "
+                         f"got {activation_layout!r}")
+    if activation_layout == "VNTC" and "kron" in gcn_impls:
+        raise ValueError("activation_layout='VNTC' cannot run gcn_impl='kron' blocks; use "
+                         "'NTVC' or gcn_impl='factored'")
+    return activation_layout
 
 
 def _plain(value):

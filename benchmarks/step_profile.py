@@ -13,8 +13,8 @@ optimized HLO. This is the tool behind the GPU tuning notes in benchmarks/README
 
 Variant keys: model (stgcn | am_stgcn | a placement name), dataset (ntu | kinetics), frames,
 batch, persons, dtype, dropout, prng (threefry | rbg | unsafe_rbg: the key type the dropout
-masks come from), tcn_impl, gcn_impl (one per block joined by '+'), attention_impl. The last line
-printed is one JSON object.
+masks come from), tcn_impl, gcn_impl (one per block joined by '+'), activation_layout
+(auto | NTVC | VNTC), attention_impl. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import train_step_benchmark as harness  # (same directory; needs the sys.path en
 
 DEFAULTS = {"model": "stgcn", "dataset": "ntu", "frames": 300, "batch": 128, "persons": 2,
             "dtype": "bfloat16", "dropout": None, "prng": "threefry", "tcn_impl": "auto",
-            "gcn_impl": "auto", "attention_impl": None}
+            "gcn_impl": "auto", "activation_layout": "auto", "attention_impl": None}
 
 
 def parse_spec(text: str) -> dict:
@@ -86,7 +86,8 @@ def build_variant(name: str, cfg: dict):
     label_N = jnp.asarray(rs.integers(0, num_classes, cfg["batch"]).astype(np.int32))
     hargs = argparse.Namespace(model=cfg["model"], attention_impl=cfg["attention_impl"],
                                dtype=cfg["dtype"], tcn_impl=cfg["tcn_impl"],
-                               gcn_impl=cfg["gcn_impl"])
+                               gcn_impl=cfg["gcn_impl"],
+                               activation_layout=cfg["activation_layout"])
     kwargs = harness.jax_model_kwargs(hargs, {
         "num_classes": num_classes, "layout": layout,
         "dropout": dropout if cfg["dropout"] is None else cfg["dropout"]})

@@ -47,7 +47,10 @@ def parse_args(argv=None):
                    default=None, help="NonLocalBlock attention_impl (default: the model's auto "
                                       "choice; cudnn = flash, GPU bf16/fp16 only)")
     p.add_argument("--tcn-impl", choices=("auto", "conv", "matmul"), default="auto",
-                   help="TemporalConv impl (auto: matmul on CPU, conv elsewhere)")
+                   help="TemporalConv impl (auto: matmul for CPU training over NTVC, else conv)")
+    p.add_argument("--activation-layout", choices=("auto", "NTVC", "VNTC"), default="auto",
+                   help="the blocks' activation layout (auto: VNTC on CPU, NTVC on GPU; "
+                        "amstgcn_jax.model.activation_layout_for)")
     p.add_argument("--gcn-impl", default="auto",
                    help="graph conv: auto | factored | kron, or one per block joined by '+' "
                         "(amstgcn_jax.model.gcn_impls_for)")
@@ -332,7 +335,8 @@ def jax_model_kwargs(args, cfg):
     kw = dict(backbone="stgcn", num_classes=cfg["num_classes"], layout=cfg["layout"],
               strategy="spatial", in_channels=3, dropout=cfg["dropout"], edge_importance=True,
               data_bn="VC", dtype=args.dtype, tcn_impl=args.tcn_impl,
-              gcn_impl=_gcn_impl_arg(getattr(args, "gcn_impl", "auto")))
+              gcn_impl=_gcn_impl_arg(getattr(args, "gcn_impl", "auto")),
+              activation_layout=getattr(args, "activation_layout", "auto"))
     if args.model in model_lib.VARIANTS:
         placements = model_lib.VARIANTS[args.model]["attention"]
     else:
@@ -481,7 +485,8 @@ def main(argv=None):
         jb = build_jax(argparse.Namespace(**(vars(args) | {"model": args.baseline,
                                                             "attention_impl": None})), cfg)
     out = {"config": {k: getattr(args, k) for k in (
-        "model", "attention_impl", "tcn_impl", "gcn_impl", "dataset", "frames", "batch", "persons", "dtype",
+        "model", "attention_impl", "tcn_impl", "gcn_impl", "activation_layout", "dataset",
+        "frames", "batch", "persons", "dtype",
         "precision", "device", "threads", "iters", "chunk", "warmup", "lr", "baseline")}
         | {"joints": v, "dropout": cfg["dropout"], "placements": repr(placements),
            "xla_flags": os.environ.get("XLA_FLAGS", "")},

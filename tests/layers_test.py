@@ -1,5 +1,7 @@
 """GraphConv / TemporalConv / STGCNBlock: upstream semantics and behavioural properties."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,18 +34,38 @@ def _upstream_graph_conv(x_NTVC, kernel, bias, adj_KVV):
     return z.transpose(0, 2, 3, 1)
 
 
-@pytest.mark.parametrize("c_in,c_out,aggregate_first,impl", [
-    (3, 8, None, "factored"), (3, 8, False, "factored"), (8, 8, True, "factored"),
-    (8, 8, None, "factored"), (16, 8, True, "factored"), (3, 8, None, "kron"),
-    (16, 8, None, "kron")])
-def test_graph_conv_matches_upstream_formula(c_in, c_out, aggregate_first, impl):
+def _to_layout(x_NTVC, layout):
+    return x_NTVC.transpose(2, 0, 1, 3) if layout == "VNTC" else x_NTVC
+
+
+def _from_layout(x, layout):
+    return x.transpose(1, 2, 0, 3) if layout == "VNTC" else x
+
+
+@pytest.mark.parametrize("c_in,c_out,aggregate_first,impl,layout", [
+    (3, 8, None, "factored", "NTVC"), (3, 8, False, "factored", "NTVC"),
+    (8, 8, True, "factored", "NTVC"), (8, 8, None, "factored", "NTVC"),
+    (16, 8, True, "factored", "NTVC"), (3, 8, None, "kron", "NTVC"),
+    (16, 8, None, "kron", "NTVC"), (3, 8, None, "factored", "VNTC"),
+    (3, 8, False, "factored", "VNTC"), (8, 8, None, "factored", "VNTC"),
+    (16, 8, None, "factored", "VNTC"), (16, 8, True, "factored", "VNTC")])
+def test_graph_conv_matches_upstream_formula(c_in, c_out, aggregate_first, impl, layout):
     adj = graph.build_adjacency("ntu-rgb+d") * (1 + 0.1 * np.asarray(_rand(5, (3, 25, 25))))
     x = _rand(1, (2, 6, 25, c_in))
-    layer = GraphConv(c_out, 3, aggregate_first=aggregate_first, impl=impl)
-    variables = _randomize(layer.init(jax.random.key(0), x, adj))
-    got = jax.jit(layer.apply)(variables, x, adj)
+    layer = GraphConv(c_out, 3, aggregate_first=aggregate_first, impl=impl, layout=layout)
+    variables = _randomize(layer.init(jax.random.key(0), _to_layout(x, layout), adj))
+    got = _from_layout(jax.jit(layer.apply)(variables, _to_layout(x, layout), adj), layout)
     ref = _upstream_graph_conv(x, variables["params"]["kernel"], variables["params"]["bias"], adj)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_graph_conv_rejects_kron_on_v_major_and_unknown_layouts():
+    adj = jnp.asarray(graph.build_adjacency("coco"))
+    x = jnp.zeros((17, 1, 4, 3))
+    with pytest.raises(ValueError, match="kron.*NTVC"):
+        GraphConv(4, 3, impl="kron", layout="VNTC").init(jax.random.key(0), x, adj)
+    with pytest.raises(ValueError, match="unknown layout"):
+        GraphConv(4, 3, layout="TVNC").init(jax.random.key(0), x, adj)
 
 
 def test_graph_locality_zero_gradient_between_non_adjacent_joints():
@@ -68,7 +90,7 @@ def test_temporal_receptive_field_is_nine_frames(impl):
     x = _rand(3, (1, 30, 2, 3))
     variables = _randomize(layer.init(jax.random.key(0), x))
     for t in (0, 3, 15, 29):
-        g = jax.grad(lambda x: layer.apply(variables, x)[0, t].sum())(x)
+        g = jax.grad(lambda x, t=t: layer.apply(variables, x)[0, t].sum())(x)
         frames = np.nonzero(np.abs(np.asarray(g)).sum((0, 2, 3)))[0]
         assert frames.tolist() == list(range(max(0, t - 4), min(30, t + 5)))
 
@@ -82,13 +104,14 @@ def _numpy_temporal_conv(x_NTVC, kernel, bias, stride):
     return y + np.asarray(bias, np.float64)
 
 
+@pytest.mark.parametrize("layout", ["NTVC", "VNTC"])
 @pytest.mark.parametrize("impl", ["matmul", "conv"])
 @pytest.mark.parametrize("t,stride", [(20, 1), (20, 2), (21, 2), (9, 2), (5, 1)])
-def test_stride_alignment_symmetric_padding(impl, t, stride):
-    layer = TemporalConv(5, 9, stride, impl=impl)
+def test_stride_alignment_symmetric_padding(impl, t, stride, layout):
+    layer = TemporalConv(5, 9, stride, impl=impl, layout=layout)
     x = _rand(4, (2, t, 3, 4))
-    variables = _randomize(layer.init(jax.random.key(0), x))
-    got = jax.jit(layer.apply)(variables, x)
+    variables = _randomize(layer.init(jax.random.key(0), _to_layout(x, layout)))
+    got = _from_layout(jax.jit(layer.apply)(variables, _to_layout(x, layout)), layout)
     assert got.shape == (2, (t - 1) // stride + 1, 3, 5)
     ref = _numpy_temporal_conv(x, variables["params"]["kernel"], variables["params"]["bias"],
                                stride)
@@ -178,3 +201,41 @@ def test_auto_temporal_conv_is_matmul_for_cpu_training_and_conv_for_inference():
     assert "conv_general_dilated" in eval_jaxpr
     np.testing.assert_allclose(layer.apply(variables, x, True), layer.apply(variables, x, False),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride,c_in,attention", [
+    (1, 4, ()), (2, 4, ()), (1, 6, ()),
+    (1, 4, (("nonlocal", (("mode", "spatial"),)),)), (2, 4, (("se", ()),))])
+def test_block_layouts_agree_in_values_and_gradients(stride, c_in, attention):
+    """A block on V-major activations is the NTVC block transposed: same params, same output
+    and gradients in training mode (BN batch statistics) and in inference."""
+    adj = jnp.asarray(graph.build_adjacency("coco"))
+    x = _rand(11, (2, 10, 17, c_in))
+    blocks = {lay: STGCNBlock(4, 3, stride=stride, residual=True, attention_convt=attention,
+                              layout=lay) for lay in ("NTVC", "VNTC")}
+    variables = _randomize(blocks["NTVC"].init(jax.random.key(0), x, adj), seed=3)
+
+    def loss(lay, variables, x):
+        y, _ = blocks[lay].apply(variables, _to_layout(x, lay), adj, train=True,
+                                 mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(_from_layout(y, lay)))
+
+    ref = jax.value_and_grad(functools.partial(loss, "NTVC"), argnums=(0, 1))(variables, x)
+    got = jax.value_and_grad(functools.partial(loss, "VNTC"), argnums=(0, 1))(variables, x)
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-5)
+    # float32 summation order differs, and biases followed by a BN have exactly-zero
+    # gradients made of rounding noise: the tolerance is relative to the largest gradient.
+    scale = max(float(np.abs(r).max()) for r in jax.tree.leaves(ref[1]))
+    for g, r in zip(jax.tree.leaves(got[1]), jax.tree.leaves(ref[1])):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=2e-5 * scale)
+    y_eval = _from_layout(blocks["VNTC"].apply(variables, _to_layout(x, "VNTC"), adj), "VNTC")
+    np.testing.assert_allclose(y_eval, blocks["NTVC"].apply(variables, x, adj),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_auto_temporal_conv_on_v_major_activations_is_conv_for_training_too():
+    layer = TemporalConv(6, 9, 1, layout="VNTC")
+    x = _rand(7, (3, 2, 16, 4))
+    variables = _randomize(layer.init(jax.random.key(0), x))
+    train_jaxpr = str(jax.make_jaxpr(lambda x: layer.apply(variables, x, True))(x))
+    assert "conv_general_dilated" in train_jaxpr

@@ -226,3 +226,46 @@ def test_gcn_impl_choice_per_block_and_same_outputs(monkeypatch):
         np.testing.assert_allclose(val, ref_loss, rtol=1e-5)
         for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
             np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6)
+
+
+def test_activation_layout_choice_and_same_outputs(monkeypatch):
+    """'auto' runs the blocks on V-major activations on CPU and NTVC on GPU or with Kronecker
+    blocks; both layouts share the parameters and give the same logits, features and
+    gradients, attention blocks included (they are transposed to NTVC and back)."""
+    from amstgcn_jax import model as model_lib
+
+    assert model_lib.activation_layout_for("auto", ("factored",) * 3) == "VNTC"  # CPU backend
+    assert model_lib.activation_layout_for("auto", ("factored", "kron")) == "NTVC"
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert model_lib.activation_layout_for("auto", ("factored",) * 3) == "NTVC"
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="cannot run gcn_impl='kron'"):
+        model_lib.activation_layout_for("VNTC", ("kron",))
+    with pytest.raises(ValueError, match="activation_layout must be one of"):
+        model_lib.activation_layout_for("NCTV", ("factored",))
+
+    x = jax.random.normal(jax.random.key(5), (2, 2, 12, 25, 3))
+    attention = (("nonlocal", "convs", 1, 1), ("nonlocal", "convt", 2, 1, {"pool_size": 2}),
+                 ("se", "convt", 1, 1))
+    models = {lay: _tiny(num_classes=5, attention=attention, activation_layout=lay)
+              for lay in ("NTVC", "VNTC")}
+    variables = models["NTVC"].init(_RNGS, x, train=False)
+    variables = jax.tree.map(lambda a: a + 0.05 * jax.random.normal(jax.random.key(6), a.shape),
+                             variables)  # non-identity attention, non-trivial BN
+
+    def loss(model, variables):
+        (logits, out), _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        return jnp.sum(logits ** 2), (logits, out)
+
+    results = {lay: jax.value_and_grad(functools.partial(loss, m), has_aux=True)(variables)
+               for lay, m in models.items()}
+    (_, (ref_logits, ref_out)), ref_grads = results["NTVC"]
+    (_, (logits, out)), grads = results["VNTC"]
+    np.testing.assert_allclose(logits, ref_logits, rtol=1e-5, atol=1e-5)
+    for key in ("block0", "block1", "block2", "feature", "pooled"):
+        assert out[key].shape == ref_out[key].shape
+        np.testing.assert_allclose(out[key], ref_out[key], rtol=1e-5, atol=1e-5)
+    for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
+    eval_logits = {lay: m.apply(variables, x, train=False)[0] for lay, m in models.items()}
+    np.testing.assert_allclose(eval_logits["VNTC"], eval_logits["NTVC"], rtol=1e-5, atol=1e-5)
