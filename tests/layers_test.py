@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from amstgcn_jax import graph
-from amstgcn_jax.layers import GraphConv, STGCNBlock, TemporalConv
+from amstgcn_jax.layers import (
+    Dropout,
+    GraphConv,
+    STGCNBlock,
+    TemporalConv,
+    dropout_bits,
+)
 
 
 def _rand(key, shape, scale=1.0):
@@ -239,3 +245,48 @@ def test_auto_temporal_conv_on_v_major_activations_is_conv_for_training_too():
     variables = _randomize(layer.init(jax.random.key(0), x))
     train_jaxpr = str(jax.make_jaxpr(lambda x: layer.apply(variables, x, True))(x))
     assert "conv_general_dilated" in train_jaxpr
+
+
+@pytest.mark.parametrize("rate,bits", [(0.5, 1), (0.25, 2), (0.75, 2), (0.125, 3), (0.1, 16),
+                                       (0.3, 16)])
+def test_dropout_bits_per_element(rate, bits):
+    assert dropout_bits(rate) == bits
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.25, 0.1, 0.3])
+@pytest.mark.parametrize("shape", [(64, 40, 64), (16, 9, 33)])  # 33: last word partly used
+def test_dropout_drops_at_rate_independently_and_rescales(rate, shape):
+    layer = Dropout(rate)
+    x = jnp.ones(shape, jnp.float32)
+    y = np.asarray(layer.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(3)}))
+    dropped = y == 0
+    n = dropped.size
+    sigma = np.sqrt(rate * (1 - rate) / n)
+    assert abs(dropped.mean() - rate) < 5 * sigma
+    np.testing.assert_allclose(y[~dropped], 1 / (1 - rate), rtol=1e-6)
+    # Neighbours share a random word: their drops must still be independent, and every field
+    # position within a word (channel c mod k) must drop at the rate.
+    flat = dropped.reshape(-1, shape[-1])
+    both = (flat[:, :-1] & flat[:, 1:]).mean()
+    assert abs(both - rate ** 2) < 5 * np.sqrt(rate ** 2 * (1 - rate ** 2) / flat[:, 1:].size)
+    per_channel = flat.mean(0)
+    assert np.all(np.abs(per_channel - rate) < 6 * np.sqrt(rate * (1 - rate) / flat.shape[0]))
+
+
+def test_dropout_determinism_and_identity_cases():
+    x = _rand(12, (4, 8, 64))
+
+    def rngs(k):
+        return {"dropout": jax.random.key(k)}
+
+    a = Dropout(0.5).apply({}, x, deterministic=False, rngs=rngs(1))
+    np.testing.assert_array_equal(a, Dropout(0.5).apply({}, x, deterministic=False, rngs=rngs(1)))
+    assert not np.array_equal(a, Dropout(0.5).apply({}, x, deterministic=False, rngs=rngs(2)))
+    np.testing.assert_array_equal(Dropout(0.5).apply({}, x, deterministic=True), x)
+    np.testing.assert_array_equal(Dropout(0.0).apply({}, x, deterministic=False), x)
+    np.testing.assert_array_equal(
+        Dropout(1.0).apply({}, x, deterministic=False, rngs=rngs(1)), np.zeros_like(x))
+    with pytest.raises(ValueError, match="rate"):
+        Dropout(1.5).apply({}, x, deterministic=False, rngs=rngs(1))
+    h = Dropout(0.5).apply({}, x.astype(jnp.bfloat16), deterministic=False, rngs=rngs(1))
+    assert h.dtype == jnp.bfloat16

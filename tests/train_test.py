@@ -130,7 +130,9 @@ def test_same_loss_curve_on_1_and_4_devices(four_device_run):
 def test_loss_decreases(four_device_run):
     losses, _, step = four_device_run
     assert step._cache_size() == 1  # 12 steps, one compilation
-    assert losses[-4:].mean() < 0.8 * losses[:4].mean(), losses
+    # A model that does not learn stays at ~1.0x; with lr 0.2 and dropout 0.2 the ratio over
+    # dropout keys 1..6 was 0.71-0.82 (layers.Dropout) and 0.71-0.75 (flax nn.Dropout).
+    assert losses[-4:].mean() < 0.85 * losses[:4].mean(), losses
 
 
 def _tiny_config(**overrides):
