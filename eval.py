@@ -14,7 +14,7 @@ import json
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from amstgcn_jax import trainer, xla_flags
+from amstgcn_jax import host_malloc, trainer, xla_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (path[:args]).", lock_config=True)
@@ -23,6 +23,8 @@ flags.DEFINE_string("out", None, "Save per-sample scores here (.npy/.npz/.pkl)."
 flags.DEFINE_string("motion_classes", None, "Class-subset file (e.g. Kinetics-Motion, 30 names).")
 flags.DEFINE_string("label_names", None, "Class names of the dataset, one per line.")
 flags.DEFINE_string("plots_dir", None, "Write confusion-matrix / per-class PNGs here.")
+flags.DEFINE_bool("keep_freed_memory", True, "CPU backend on glibc: reuse freed memory "
+                  "across steps instead of re-faulting it (amstgcn_jax.host_malloc).")
 flags.mark_flags_as_required(["config", "checkpoint"])
 
 
@@ -32,6 +34,9 @@ def main(argv):
     xla_flags.apply_gpu_workarounds()  # before the first JAX computation starts a backend
     logging.set_verbosity(logging.INFO)
     trainer.quiet_library_logs()
+    if host_malloc.apply_on_cpu(FLAGS.keep_freed_memory):
+        logging.info("CPU backend: glibc malloc keeps freed memory for reuse "
+                     "(--nokeep_freed_memory to turn off)")
     m = trainer.evaluate_checkpoint(FLAGS.config, FLAGS.checkpoint, out=FLAGS.out,
                                     motion_classes=FLAGS.motion_classes,
                                     label_names=FLAGS.label_names, plots_dir=FLAGS.plots_dir)

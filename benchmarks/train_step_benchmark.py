@@ -65,6 +65,10 @@ def parse_args(argv=None):
                         "are full fp32; use tf32/highest for float32 GPU comparisons)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--malloc", choices=("default", "keep"), default="default",
+                   help="keep: glibc keeps freed memory for reuse (amstgcn_jax.host_malloc, "
+                        "what train.py does on CPU); applies to the whole process, so to "
+                        "BOTH frameworks")
     p.add_argument("--dropout", type=float, default=None, help="default: the dataset's config")
     p.add_argument("--iters", type=int, default=3, help="timed rounds (each framework)")
     p.add_argument("--chunk", type=int, default=1, help="steps per timed round")
@@ -103,6 +107,11 @@ def configure_process(args):
             os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_enable_triton_gemm=false").strip()
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
+    if args.malloc == "keep":
+        from amstgcn_jax import host_malloc
+
+        if not host_malloc.keep_freed_memory():
+            raise SystemExit("--malloc keep needs Linux with glibc")
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,7 +496,8 @@ def main(argv=None):
     out = {"config": {k: getattr(args, k) for k in (
         "model", "attention_impl", "tcn_impl", "gcn_impl", "activation_layout", "dataset",
         "frames", "batch", "persons", "dtype",
-        "precision", "device", "threads", "iters", "chunk", "warmup", "lr", "baseline")}
+        "precision", "device", "threads", "malloc", "iters", "chunk", "warmup", "lr",
+        "baseline")}
         | {"joints": v, "dropout": cfg["dropout"], "placements": repr(placements),
            "xla_flags": os.environ.get("XLA_FLAGS", "")},
         "jax": jx["res"]}
