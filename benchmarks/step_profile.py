@@ -63,6 +63,8 @@ def parse_args(argv=None):
     p.add_argument("--common", default="", help="key=value,... applied to every variant")
     p.add_argument("--profile", default="", help="comma-separated variant names to trace")
     p.add_argument("--device", choices=("cpu", "gpu"), default="gpu")
+    p.add_argument("--malloc", choices=("default", "keep"), default="default",
+                   help="keep: glibc keeps freed memory (amstgcn_jax.host_malloc)")
     p.add_argument("--iters", type=int, default=4, help="interleaved timed rounds")
     p.add_argument("--chunk", type=int, default=5, help="steps per timed round")
     p.add_argument("--top", type=int, default=30, help="ops listed per profile")
@@ -299,7 +301,7 @@ def main(argv=None):
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                    + " --xla_cpu_enable_xprof_traceme=true").strip()
     harness.configure_process(argparse.Namespace(device=args.device, threads=None,
-                                                 triton_gemm=False))
+                                                 triton_gemm=False, malloc=args.malloc))
     import jax
 
     t_start = time.perf_counter()

@@ -112,7 +112,8 @@ def _numpy_temporal_conv(x_NTVC, kernel, bias, stride):
 
 @pytest.mark.parametrize("layout", ["NTVC", "VNTC"])
 @pytest.mark.parametrize("impl", ["matmul", "conv"])
-@pytest.mark.parametrize("t,stride", [(20, 1), (20, 2), (21, 2), (9, 2), (5, 1)])
+@pytest.mark.parametrize("t,stride", [(20, 1), (20, 2), (21, 2), (9, 2), (5, 1), (20, 3),
+                                      (7, 3), (1, 2)])
 def test_stride_alignment_symmetric_padding(impl, t, stride, layout):
     layer = TemporalConv(5, 9, stride, impl=impl, layout=layout)
     x = _rand(4, (2, t, 3, 4))
