@@ -8,11 +8,12 @@ Args: `variant=stgcn` (attention-free baseline), `backbone=agcn` (2s-AGCN stream
 (full-width 10-block backbone; slow on CPU), modality (`bone`, ...), `bf16` (bfloat16
 compute), `seed=N`, `tiny` (CI-sized: 2 blocks of 8 channels, 16 frames, 96 clips, batch 8,
 2 epochs: seconds, used by the tests).
-Expected (2-core CPU, seed 0): AM-STGCN top-1 67.7% / top-5 93.8% in 126 s on a quiet machine
-(57.3% / 90.0% before the non-local block's GEMM/pooling rewrite, which changes only float
-rounding: this short run amplifies it); `variant=stgcn` 69.4% / 98.1% in 104 s (the same
-before and after). Five epochs are a smoke test, not a ranking of the variants: the attention
-model is still climbing (19, 41, 40, 56, 68% after epochs 1-5).
+Expected (2-core CPU, seed 0): AM-STGCN top-1 62.1% / top-5 92.5% in 113 s; `variant=stgcn`
+71.0% / 96.3% in 88 s. Five epochs are a smoke test, not a ranking of the variants: the
+attention model is still climbing, and the result swings by ±10 points with the seed or with
+float rounding. Seeds 0-3 gave 58.5 / 62.3 / 68.1 / 82.3% with the CPU default V-major
+activations (one commit earlier, before the strided convs became phase convs) and 67.7 / 72.9 / 66.9 / 80.8% with `--config.model.activation_layout=NTVC` (same
+model up to rounding; README "Results").
 """
 
 from configs import common
