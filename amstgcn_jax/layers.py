@@ -20,9 +20,12 @@ Deliberate deviations, none of which changes the numbers beyond float32 round-of
   4: 3.80 vs 3.32 clips/s, benchmarks/README.md). Same params.
 - Activations may be V-major (`layout="VNTC"`, `x_VNTC` = (V, N·M, T, C)) instead of `x_NTVC`.
   The graph aggregation is then one plain GEMM `(K·W, V) @ (V, N·T·C)` with no transposes, and
-  the temporal conv runs along the minor spatial axis of an NHWC conv (H = N, W = T, kernel
-  (1, 9)), which XLA:CPU executes 1.5-2x faster forward+backward than the (9, 1) kernel over
-  NTVC (benchmarks/README.md). Same params, same numbers; `model.AMSTGCN` picks the layout.
+  the temporal conv (impl "conv") runs along the minor spatial axis of an NHWC conv (H = N,
+  W = T, kernel (1, 9)), which XLA:CPU executes 1.5-2x faster forward+backward than the (9, 1)
+  kernel over NTVC (in isolation; 5% faster than the matmul in the whole step, but with
+  float32 weight gradients up to 4e-3 off where the matmul's stay at 1e-6, so "auto" still
+  trains with the matmul, benchmarks/README.md). Same params, same numbers; `model.AMSTGCN`
+  picks the layout.
 - Initialisation follows the upstream trainer's `weights_init` (conv weights N(0, 0.02), biases
   0, BatchNorm scale N(1, 0.02), shift 0), not PyTorch's default init.
 - The padding is always explicit and symmetric ((k−1)/2 on both sides): never `"SAME"`, which
@@ -171,10 +174,11 @@ class TemporalConv(nn.Module):
         kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
         impl = self.impl
         if impl == "auto":
-            # XLA:CPU's weight gradient of the (9, 1) conv over NTVC is slow, so CPU training
-            # over NTVC uses the matmul; along the minor spatial axis (VNTC) the conv wins.
+            # CPU training uses the matmul: over NTVC XLA:CPU's conv weight gradient is slow,
+            # and in both layouts its float32 gradients are the accurate ones (the conv's
+            # long weight-gradient sums lose up to 4e-3; benchmarks/grad_precision.py).
             cpu_train = train and jax.default_backend() == "cpu"
-            impl = "matmul" if cpu_train and self.layout == "NTVC" else "conv"
+            impl = "matmul" if cpu_train else "conv"
         if impl not in _TCN_IMPLS:
             raise ValueError(f"TemporalConv: unknown impl {self.impl!r} "
                              f"({' | '.join(_TCN_IMPLS)} | auto)")

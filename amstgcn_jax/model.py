@@ -265,9 +265,9 @@ def activation_layout_for(activation_layout: str, gcn_impls) -> str:
     """The blocks' activation layout: "NTVC", "VNTC", or "auto" = VNTC on CPU, NTVC elsewhere
     and wherever a block uses the Kronecker graph conv (which needs V next to C).
 
-    On XLA:CPU, VNTC makes the graph aggregation a transpose-free GEMM and the temporal conv a
-    (1, 9) conv along the minor spatial axis, whose forward+backward runs 1.5-2x faster than
-    the (9, 1) one (benchmarks/README.md, "CPU results"). GPUs keep NTVC until measured.
+    On XLA:CPU, VNTC makes the graph aggregation a transpose-free GEMM and the temporal conv
+    (in inference) a (1, 9) conv along the minor spatial axis, faster than the (9, 1) one
+    (benchmarks/README.md, "CPU results"). GPUs keep NTVC until measured.
     """
     if activation_layout == "auto":
         cpu = jax.default_backend() == "cpu"

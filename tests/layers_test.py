@@ -240,12 +240,16 @@ def test_block_layouts_agree_in_values_and_gradients(stride, c_in, attention):
                                rtol=1e-5, atol=1e-5)
 
 
-def test_auto_temporal_conv_on_v_major_activations_is_conv_for_training_too():
-    layer = TemporalConv(6, 9, 1, layout="VNTC")
+def test_auto_temporal_conv_on_v_major_activations_trains_with_matmul_infers_with_conv():
+    layer = TemporalConv(6, 9, 2, layout="VNTC")
     x = _rand(7, (3, 2, 16, 4))
     variables = _randomize(layer.init(jax.random.key(0), x))
     train_jaxpr = str(jax.make_jaxpr(lambda x: layer.apply(variables, x, True))(x))
-    assert "conv_general_dilated" in train_jaxpr
+    eval_jaxpr = str(jax.make_jaxpr(lambda x: layer.apply(variables, x, False))(x))
+    assert "conv_general_dilated" not in train_jaxpr and "dot_general" in train_jaxpr
+    assert "conv_general_dilated" in eval_jaxpr
+    np.testing.assert_allclose(layer.apply(variables, x, True), layer.apply(variables, x, False),
+                               rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("rate,bits", [(0.5, 1), (0.25, 2), (0.75, 2), (0.125, 3), (0.1, 16),
