@@ -48,6 +48,28 @@ BN_MOMENTUM = 0.9  # = 1 - PyTorch momentum 0.1
 conv_init = nn.initializers.normal(stddev=0.02)  # st-gcn processor/recognition.py weights_init
 
 
+def check_layout(layout: str, owner: str) -> str:
+    """`layout` if it is one of `LAYOUTS`, else a ValueError naming `owner`."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"{owner}: unknown layout {layout!r} ({' | '.join(LAYOUTS)})")
+    return layout
+
+
+def time_axis(layout: str) -> int:
+    """The T axis of activations in `layout`."""
+    return LAYOUTS.index(layout) + 1
+
+
+def to_ntvc(x, layout: str):
+    """Activations in `layout` as `x_NTVC`."""
+    return x.transpose(1, 2, 0, 3) if layout == "VNTC" else x
+
+
+def from_ntvc(x_NTVC, layout: str):
+    """`x_NTVC` in `layout`."""
+    return x_NTVC.transpose(2, 0, 1, 3) if layout == "VNTC" else x_NTVC
+
+
 def bn_scale_init(key, shape, dtype=jnp.float32):
     """BatchNorm weight ~ N(1, 0.02), as upstream `weights_init`."""
     return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
@@ -89,8 +111,7 @@ class GraphConv(nn.Module):
             raise ValueError(f"GraphConv: adjacency has {adj_KVV.shape[0]} subsets, expected {k}")
         if self.impl not in ("factored", "kron"):
             raise ValueError(f"GraphConv: unknown impl {self.impl!r} (factored | kron)")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"GraphConv: unknown layout {self.layout!r} ({' | '.join(LAYOUTS)})")
+        check_layout(self.layout, "GraphConv")
         if self.impl == "kron" and self.layout != "NTVC":
             raise ValueError("GraphConv: impl='kron' needs layout='NTVC' (it multiplies the "
                              "V·C-wide rows of each frame)")
@@ -164,9 +185,7 @@ class TemporalConv(nn.Module):
         ks, s = self.kernel_size, self.stride
         if ks % 2 != 1:
             raise ValueError(f"TemporalConv: kernel_size must be odd, got {ks}")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"TemporalConv: unknown layout {self.layout!r} "
-                             f"({' | '.join(LAYOUTS)})")
+        check_layout(self.layout, "TemporalConv")
         c_in = x.shape[-1]
         kernel = self.param("kernel", conv_init, (ks, 1, c_in, self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
@@ -182,7 +201,7 @@ class TemporalConv(nn.Module):
         if impl not in _TCN_IMPLS:
             raise ValueError(f"TemporalConv: unknown impl {self.impl!r} "
                              f"({' | '.join(_TCN_IMPLS)} | auto)")
-        y = _TCN_IMPLS[impl](x, kernel, s, time_axis=LAYOUTS.index(self.layout) + 1)
+        y = _TCN_IMPLS[impl](x, kernel, s, time_axis=time_axis(self.layout))
         return y + bias[None, None, None]
 
 
@@ -350,16 +369,14 @@ class STGCNBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, adj_KVV, train: bool = False):
-        s, dtype, layout = self.stride, self.dtype, self.layout
-        if layout not in LAYOUTS:
-            raise ValueError(f"STGCNBlock: unknown layout {layout!r} ({' | '.join(LAYOUTS)})")
+        s, dtype, layout = self.stride, self.dtype, check_layout(self.layout, "STGCNBlock")
         x = x.astype(dtype)
         if not self.residual:
             res = None
         elif x.shape[-1] == self.features and s == 1:
             res = x
         else:
-            strided = x[:, ::s] if layout == "NTVC" else x[:, :, ::s]
+            strided = lax.slice_in_dim(x, 0, None, stride=s, axis=time_axis(layout))
             res = pointwise(self.features, "residual_conv", dtype)(strided)
             res = batch_norm(train, "residual_bn", dtype)(res)
 
@@ -380,8 +397,7 @@ class STGCNBlock(nn.Module):
     def _attend(self, y, where: str, entries: tuple, train: bool):
         if not entries:
             return y
-        vntc = self.layout == "VNTC"
-        y_NTVC = y.transpose(1, 2, 0, 3) if vntc else y
+        y_NTVC = to_ntvc(y, self.layout)
         for j, (kind, options) in enumerate(entries):
             y_NTVC = make_attention(kind, where, j, dict(options), self.dtype)(y_NTVC, train)
-        return y_NTVC.transpose(2, 0, 1, 3) if vntc else y_NTVC
+        return from_ntvc(y_NTVC, self.layout)

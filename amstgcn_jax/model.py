@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from amstgcn_jax import graph
-from amstgcn_jax.layers import LAYOUTS, STGCNBlock, batch_norm, conv_init
+from amstgcn_jax.layers import LAYOUTS, STGCNBlock, batch_norm, conv_init, from_ntvc, to_ntvc
 
 # (out channels, temporal stride, residual) of upstream st_gcn_networks 0…9.
 STGCN_BLOCKS = ((64, 1, False), (64, 1, True), (64, 1, True), (64, 1, True), (128, 2, True),
@@ -207,9 +207,8 @@ class AMSTGCN(nn.Module):
 
         gcn_impls = gcn_impls_for(self.gcn_impl, self.blocks, v)
         act_layout = activation_layout_for(self.activation_layout, gcn_impls)
-        vntc = act_layout == "VNTC"
         # Blocks run on x_VNTC = (V, N·M, T, C) in that layout; `out` keeps x_NTVC.
-        x = x_NTVC.transpose(2, 0, 1, 3) if vntc else x_NTVC
+        x = from_ntvc(x_NTVC, act_layout)
         for i, ((features, stride, residual), (att_s, att_t)) in enumerate(
                 zip(self.blocks, self._block_attention())):
             adj = adj_KVV
@@ -223,12 +222,14 @@ class AMSTGCN(nn.Module):
                 gcn_impl=gcn_impls[i], attention_convs=tuple(att_s),
                 attention_convt=tuple(att_t), dtype=dtype, layout=act_layout,
                 name=f"block{i}")(x, adj, train)
-            out[f"block{i}"] = x.transpose(1, 2, 0, 3) if vntc else x
+            out[f"block{i}"] = to_ntvc(x, act_layout)
 
         x_NTVC = out[f"block{len(self.blocks) - 1}"]
         _, t_out, _, c_out = x_NTVC.shape
         out["feature"] = x_NTVC.reshape(n, m, t_out, v, c_out)
-        pooled = x.astype(jnp.float32).mean((0, 2) if vntc else (1, 2)).reshape(n, m, c_out).mean(1)
+        # Pool over (T, V) in the blocks' layout: no transpose on the way to the logits.
+        spatial_axes = (0, 2) if act_layout == "VNTC" else (1, 2)
+        pooled = x.astype(jnp.float32).mean(spatial_axes).reshape(n, m, c_out).mean(1)
         out["pooled"] = pooled
         logits_NL = nn.Dense(self.num_classes, kernel_init=conv_init,
                              bias_init=nn.initializers.zeros, name="head")(pooled)

@@ -14,6 +14,8 @@ from amstgcn_jax.layers import (
     STGCNBlock,
     TemporalConv,
     dropout_bits,
+    from_ntvc,
+    to_ntvc,
 )
 
 
@@ -40,14 +42,6 @@ def _upstream_graph_conv(x_NTVC, kernel, bias, adj_KVV):
     return z.transpose(0, 2, 3, 1)
 
 
-def _to_layout(x_NTVC, layout):
-    return x_NTVC.transpose(2, 0, 1, 3) if layout == "VNTC" else x_NTVC
-
-
-def _from_layout(x, layout):
-    return x.transpose(1, 2, 0, 3) if layout == "VNTC" else x
-
-
 @pytest.mark.parametrize("c_in,c_out,aggregate_first,impl,layout", [
     (3, 8, None, "factored", "NTVC"), (3, 8, False, "factored", "NTVC"),
     (8, 8, True, "factored", "NTVC"), (8, 8, None, "factored", "NTVC"),
@@ -59,8 +53,8 @@ def test_graph_conv_matches_upstream_formula(c_in, c_out, aggregate_first, impl,
     adj = graph.build_adjacency("ntu-rgb+d") * (1 + 0.1 * np.asarray(_rand(5, (3, 25, 25))))
     x = _rand(1, (2, 6, 25, c_in))
     layer = GraphConv(c_out, 3, aggregate_first=aggregate_first, impl=impl, layout=layout)
-    variables = _randomize(layer.init(jax.random.key(0), _to_layout(x, layout), adj))
-    got = _from_layout(jax.jit(layer.apply)(variables, _to_layout(x, layout), adj), layout)
+    variables = _randomize(layer.init(jax.random.key(0), from_ntvc(x, layout), adj))
+    got = to_ntvc(jax.jit(layer.apply)(variables, from_ntvc(x, layout), adj), layout)
     ref = _upstream_graph_conv(x, variables["params"]["kernel"], variables["params"]["bias"], adj)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 
@@ -117,8 +111,8 @@ def _numpy_temporal_conv(x_NTVC, kernel, bias, stride):
 def test_stride_alignment_symmetric_padding(impl, t, stride, layout):
     layer = TemporalConv(5, 9, stride, impl=impl, layout=layout)
     x = _rand(4, (2, t, 3, 4))
-    variables = _randomize(layer.init(jax.random.key(0), _to_layout(x, layout)))
-    got = _from_layout(jax.jit(layer.apply)(variables, _to_layout(x, layout)), layout)
+    variables = _randomize(layer.init(jax.random.key(0), from_ntvc(x, layout)))
+    got = to_ntvc(jax.jit(layer.apply)(variables, from_ntvc(x, layout)), layout)
     assert got.shape == (2, (t - 1) // stride + 1, 3, 5)
     ref = _numpy_temporal_conv(x, variables["params"]["kernel"], variables["params"]["bias"],
                                stride)
@@ -202,7 +196,7 @@ def test_auto_temporal_conv_is_matmul_for_cpu_training_and_conv_for_inference(la
     and more accurate float32 gradients in both layouts) and infers with lax.conv (faster
     forward); both give the same numbers."""
     layer = TemporalConv(6, 9, stride, layout=layout)
-    x = _to_layout(_rand(7, (2, 16, 3, 4)), layout)
+    x = from_ntvc(_rand(7, (2, 16, 3, 4)), layout)
     variables = _randomize(layer.init(jax.random.key(0), x))
     train_jaxpr = str(jax.make_jaxpr(lambda x: layer.apply(variables, x, True))(x))
     eval_jaxpr = str(jax.make_jaxpr(lambda x: layer.apply(variables, x, False))(x))
@@ -225,9 +219,9 @@ def test_block_layouts_agree_in_values_and_gradients(stride, c_in, attention):
     variables = _randomize(blocks["NTVC"].init(jax.random.key(0), x, adj), seed=3)
 
     def loss(lay, variables, x):
-        y, _ = blocks[lay].apply(variables, _to_layout(x, lay), adj, train=True,
+        y, _ = blocks[lay].apply(variables, from_ntvc(x, lay), adj, train=True,
                                  mutable=["batch_stats"])
-        return jnp.sum(jnp.sin(_from_layout(y, lay)))
+        return jnp.sum(jnp.sin(to_ntvc(y, lay)))
 
     ref = jax.value_and_grad(functools.partial(loss, "NTVC"), argnums=(0, 1))(variables, x)
     got = jax.value_and_grad(functools.partial(loss, "VNTC"), argnums=(0, 1))(variables, x)
@@ -237,7 +231,7 @@ def test_block_layouts_agree_in_values_and_gradients(stride, c_in, attention):
     scale = max(float(np.abs(r).max()) for r in jax.tree.leaves(ref[1]))
     for g, r in zip(jax.tree.leaves(got[1]), jax.tree.leaves(ref[1])):
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=2e-5 * scale)
-    y_eval = _from_layout(blocks["VNTC"].apply(variables, _to_layout(x, "VNTC"), adj), "VNTC")
+    y_eval = to_ntvc(blocks["VNTC"].apply(variables, from_ntvc(x, "VNTC"), adj), "VNTC")
     np.testing.assert_allclose(y_eval, blocks["NTVC"].apply(variables, x, adj),
                                rtol=1e-5, atol=1e-5)
 
