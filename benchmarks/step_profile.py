@@ -14,7 +14,8 @@ optimized HLO. This is the tool behind the GPU tuning notes in benchmarks/README
 Variant keys: model (stgcn | am_stgcn | a placement name), dataset (ntu | kinetics), frames,
 batch, persons, dtype, dropout, prng (threefry | rbg | unsafe_rbg: the key type the dropout
 masks come from), tcn_impl, gcn_impl (one per block joined by '+'), activation_layout
-(auto | NTVC | VNTC), attention_impl. The last line printed is one JSON object.
+(auto | NTVC | VNTC), attention_impl, mode (train: the train step | infer: the eval-mode
+forward, as the harness times it). The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import train_step_benchmark as harness  # (same directory; needs the sys.path en
 
 DEFAULTS = {"model": "stgcn", "dataset": "ntu", "frames": 300, "batch": 128, "persons": 2,
             "dtype": "bfloat16", "dropout": None, "prng": "threefry", "tcn_impl": "auto",
-            "gcn_impl": "auto", "activation_layout": "auto", "attention_impl": None}
+            "gcn_impl": "auto", "activation_layout": "auto", "attention_impl": None,
+            "mode": "train"}
 
 
 def parse_spec(text: str) -> dict:
@@ -53,6 +55,8 @@ def typed(spec: dict) -> dict:
         cfg[key] = int(cfg[key])
     cfg["dropout"] = None if cfg["dropout"] in (None, "", "default") else float(cfg["dropout"])
     cfg["attention_impl"] = cfg["attention_impl"] or None
+    if cfg["mode"] not in ("train", "infer"):
+        raise SystemExit(f"mode must be train or infer, not {cfg['mode']!r}")
     return cfg
 
 
@@ -97,19 +101,36 @@ def build_variant(name: str, cfg: dict):
     variables = jax.jit(lambda r: model.init({"params": r}, x_NMTVC[:1], train=False))(
         jax.random.PRNGKey(0))
     variables = harness.randomize_variables(dict(variables), 0)
-    step_fn, state = harness._make_train_step(model, variables, 0.01)
-    rng = (jax.random.PRNGKey(0) if cfg["prng"] == "threefry"
-           else jax.random.key(0, impl=cfg["prng"]))
-    batch = {"x": x_NMTVC, "label": label_N}
     t0 = time.perf_counter()
-    compiled = jax.jit(step_fn, donate_argnums=(0,)).lower(state, batch, rng).compile()
+    if cfg["mode"] == "infer":
+        def infer(variables, x):
+            return model.apply(variables, x, train=False)[0].astype(jnp.float32)
+        compiled = jax.jit(infer).lower(variables, x_NMTVC).compile()
+        flop_factor = 1
+    else:
+        step_fn, state = harness._make_train_step(model, variables, 0.01)
+        rng = (jax.random.PRNGKey(0) if cfg["prng"] == "threefry"
+               else jax.random.key(0, impl=cfg["prng"]))
+        batch = {"x": x_NMTVC, "label": label_N}
+        compiled = jax.jit(step_fn, donate_argnums=(0,)).lower(state, batch, rng).compile()
+        flop_factor = 3
     info = {"config": cfg, "compile_s": time.perf_counter() - t0,
             "cost": harness._cost(compiled, cfg["batch"]), "memory": harness._mem(compiled),
-            "model_gflop_train_per_clip": 3 * harness.forward_flops_per_clip(
+            # (key kept for both modes so the JSON lines stay comparable; infer = 1 forward)
+            "model_gflop_train_per_clip": flop_factor * harness.forward_flops_per_clip(
                 v, cfg["frames"], cfg["persons"], num_classes,
                 harness.attention_blocks(kwargs["attention"], strict=False)) / 1e9}
-    holder = {"state": state}
-    run = harness.step_runner(compiled, holder, batch, rng)
+    if cfg["mode"] == "infer":
+        holder = {}
+
+        def run(n=1):
+            for _ in range(n):
+                holder["logits"] = compiled(variables, x_NMTVC)
+            holder["logits"].block_until_ready()
+            holder["loss"] = holder["logits"].mean()
+    else:
+        holder = {"state": state}
+        run = harness.step_runner(compiled, holder, batch, rng)
 
     t0 = time.perf_counter()
     run(2)  # first call + one warm step

@@ -41,3 +41,16 @@ def test_short_source_names_module_path_and_phase():
     assert step_profile._short_source("jit(train_step)/jvp(AMSTGCN)/block1/Dropout_0/add") == (
         "fwd block1/Dropout_0 .. add")
     assert step_profile._short_source("jit(train_step)/add").startswith("step")
+
+
+def test_infer_mode_times_the_eval_forward_and_counts_one_forward_of_flops():
+    cfg = step_profile.typed(step_profile.parse_spec(
+        "batch=2,frames=12,dtype=float32,persons=1,mode=infer"))
+    infer = step_profile.build_variant("i", cfg)
+    forward = step_profile.harness.forward_flops_per_clip(25, 12, 1, 60, {}) / 1e9
+    assert infer["info"]["model_gflop_train_per_clip"] == pytest.approx(forward)
+    infer["run"](2)  # runs again after the warm-up calls, without a train state
+    # The eval forward has no gradient: its optimized HLO holds no backward ops.
+    assert "transpose(jvp(" not in infer["hlo"] and "jvp(" not in infer["hlo"]
+    with pytest.raises(SystemExit, match="mode"):
+        step_profile.typed(step_profile.parse_spec("mode=eval"))
