@@ -68,6 +68,20 @@ def _write_config(config, workdir: Path) -> None:
     path.write_text(text)
 
 
+def slow_dtype_warning(backend: str, dtype) -> str | None:
+    """A warning for bfloat16 on the CPU backend, else None.
+
+    XLA:CPU (jax 0.10) has no bfloat16 GEMM fast path even on AVX512-BF16 CPUs: the NTU train
+    step ran at 0.76x its float32 speed, while PyTorch/oneDNN doubles (benchmarks/README.md,
+    "bfloat16 on CPU"). Users coming from `torch.autocast` expect the opposite.
+    """
+    if backend == "cpu" and str(dtype) == "bfloat16":
+        return ("model.dtype=bfloat16 on the CPU backend: XLA:CPU has no fast bfloat16 GEMMs, "
+                "so this trains slower than float32 (0.76x measured on an AVX512-BF16 CPU); "
+                "use float32 on CPU")
+    return None
+
+
 def make_model(model_config):
     """`get_model(**config.model)`; `None` fields (unset placeholders) are left to the variant."""
     from amstgcn_jax import model as model_lib  # the model zoo; imported late for light tests
@@ -103,6 +117,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     mesh = sharding_lib.make_mesh()
     _write_config(config, workdir)
     logging.info("devices: %s; git %s", jax.devices(), _git_sha())
+    if warning := slow_dtype_warning(jax.default_backend(), config.model.get("dtype")):
+        logging.warning(warning)
 
     local_batch = sharding_lib.local_batch_size(config.batch_size, mesh)
     eval_batch_size = config.eval_batch_size or config.batch_size

@@ -205,6 +205,14 @@ def test_bfloat16_compute_keeps_float32_params_and_bn_stats():
     assert logits.dtype == np.float32 and out["block1"].dtype == jax.numpy.bfloat16
 
 
+def test_bfloat16_on_cpu_warns_that_float32_is_faster():
+    message = trainer.slow_dtype_warning("cpu", "bfloat16")
+    assert "float32" in message and "CPU" in message
+    assert trainer.slow_dtype_warning("cpu", "float32") is None
+    assert trainer.slow_dtype_warning("gpu", "bfloat16") is None
+    assert trainer.slow_dtype_warning("cpu", None) is None
+
+
 def test_builtin_data_loss_decreases_and_eval_reproduces_scores(tmp_path):
     config = synthetic.get_config("tiny")
     config.num_epochs, config.optim.decay_epochs = 4, (3,)
