@@ -116,8 +116,7 @@ def build_variant(name: str, cfg: dict):
         flop_factor = 3
     info = {"config": cfg, "compile_s": time.perf_counter() - t0,
             "cost": harness._cost(compiled, cfg["batch"]), "memory": harness._mem(compiled),
-            # (key kept for both modes so the JSON lines stay comparable; infer = 1 forward)
-            "model_gflop_train_per_clip": flop_factor * harness.forward_flops_per_clip(
+            f"model_gflop_{cfg['mode']}_per_clip": flop_factor * harness.forward_flops_per_clip(
                 v, cfg["frames"], cfg["persons"], num_classes,
                 harness.attention_blocks(kwargs["attention"], strict=False)) / 1e9}
     if cfg["mode"] == "infer":
@@ -362,7 +361,8 @@ def main(argv=None):
         med = sec[len(sec) // 2]
         info["step_s_median"], info["step_s_min"] = med, sec[0]
         info["clips_per_s"] = info["config"]["batch"] / med
-        info["model_tflop_per_s"] = info["model_gflop_train_per_clip"] * info["clips_per_s"] / 1e3
+        gflop = info.get("model_gflop_train_per_clip", info.get("model_gflop_infer_per_clip"))
+        info["model_tflop_per_s"] = gflop * info["clips_per_s"] / 1e3
         print(f"{var['name']:28s} {info['clips_per_s']:9.1f} clips/s  step {med * 1e3:8.2f} ms "
               f"(min {sec[0] * 1e3:.2f})  {info['model_tflop_per_s']:6.1f} TFLOP/s  "
               f"compile {info['compile_s']:.1f} s", flush=True)

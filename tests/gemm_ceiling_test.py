@@ -12,9 +12,10 @@ def test_tcn_gemm_cases_add_up_to_the_temporal_conv_flops_of_st_gcn():
         assert flops[f"tcn{c}_fwd"] == flops[f"tcn{c}_dinput"] == flops[f"tcn{c}_dweight"]
     # ST-GCN has 4 / 3 / 3 temporal convs at 64 / 128 / 256 channels; per clip (V=25, M=2,
     # T=300) their FLOPs are the (9, 1) conv term of the harness's analytic count.
-    per_clip = sum(2 * 2 * cout * cout * 9 * t_out * 25 for _, cout, t_out in (
-        (i, cout, 300 // (2 if i >= 4 else 1) // (2 if i >= 7 else 1))
-        for i, (_, cout, _) in enumerate(train_step_benchmark.BLOCKS)))
+    per_clip, t = 0, 300
+    for _, cout, stride in train_step_benchmark.BLOCKS:
+        t = (t - 1) // stride + 1
+        per_clip += 2 * 2 * cout * cout * 9 * t * 25
     model = 4 * flops["tcn64_fwd"] + 3 * flops["tcn128_fwd"] + 3 * flops["tcn256_fwd"]
     assert model == batch * per_clip
     assert cases["tcn64_dweight"][3] == "tn" and cases["tcn64_fwd"][:2] == (25 * 2 * batch * 300,

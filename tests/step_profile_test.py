@@ -48,7 +48,8 @@ def test_infer_mode_times_the_eval_forward_and_counts_one_forward_of_flops():
         "batch=2,frames=12,dtype=float32,persons=1,mode=infer"))
     infer = step_profile.build_variant("i", cfg)
     forward = step_profile.harness.forward_flops_per_clip(25, 12, 1, 60, {}) / 1e9
-    assert infer["info"]["model_gflop_train_per_clip"] == pytest.approx(forward)
+    assert infer["info"]["model_gflop_infer_per_clip"] == pytest.approx(forward)
+    assert "model_gflop_train_per_clip" not in infer["info"]
     infer["run"](2)  # runs again after the warm-up calls, without a train state
     # The eval forward has no gradient: its optimized HLO holds no backward ops.
     assert "transpose(jvp(" not in infer["hlo"] and "jvp(" not in infer["hlo"]
