@@ -30,11 +30,13 @@ Choices where the paper is silent or ambiguous (all are attributes):
   (N, V, T, T') in temporal mode and (N, T*V, T'*V') in spatiotemporal mode (' = after pooling).
   `attention_impl`: "reference" = two einsums around a float32 softmax (on XLA:CPU it ran 1.7x
   faster fwd+bwd than `jax.nn.dot_product_attention`'s XLA path at T=300, V=25, C=64);
-  "chunked" = the same computation over blocks of query rows under `lax.map`, each block
-  rematerialised in the backward pass (`jax.checkpoint`), so the full (positions x keys)
-  matrix is never stored: 2.0x faster fwd+bwd than "reference" on XLA:CPU for the
-  spatiotemporal block at T=300, V=25 (8 sequences of 7,500 queries x 1,950 keys: 0.95 vs
-  1.93 s), and memory falls from ~1 GB to `chunk_elements` per block; None (default) =
+  "chunked" = the same computation over blocks of query rows under `lax.map` with a
+  written-out backward pass (`_attend_blocks`: it keeps each row's log-sum-exp and recomputes
+  the weights block by block, FlashAttention-style), so the full (positions x keys) matrix is
+  never stored: with `jax.checkpoint` around each block (its first form) it was already 2.0x
+  faster fwd+bwd than "reference" on XLA:CPU for the spatiotemporal block at T=300, V=25
+  (8 sequences of 7,500 queries x 1,950 keys: 0.95 vs 1.93 s), and memory falls from ~1 GB to
+  `chunk_elements` per block; None (default) =
   "chunked" when the matrix has more than `chunk_elements` entries (default 2^22 on CPU,
   2^28 elsewhere), else "reference" -- except on a GPU with a bf16/fp16 compute dtype, where
   the temporal and spatio-temporal blocks default to "cudnn" (Ampere or newer; where jax
@@ -48,6 +50,7 @@ Choices where the paper is silent or ambiguous (all are attributes):
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -67,20 +70,87 @@ def _attend_reference(q_BPC, k_BSC, v_BSC):
 
 
 def _attend_chunked(q_BPC, k_BSC, v_BSC, max_elements: int):
-    """`_attend_reference` over blocks of query rows, recomputed in the backward pass.
+    """`_attend_reference`'s output over blocks of query rows, with a written-out backward pass.
 
-    Each row's softmax still spans every key, so the result is the reference one (up to GEMM
-    blocking round-off); only the stored/streamed intermediate shrinks to ~max_elements.
+    Each row's softmax still spans every key, so the result is the reference one up to
+    rounding; only the stored/streamed intermediate shrinks to ~max_elements. The forward keeps
+    each row's log-sum-exp; the backward recomputes the weights from it block by block and uses
+    `rowsum(dY ∘ Y)` for the softmax correction, where autodiff through a rematerialised
+    softmax recomputes the max and the sum and reduces `dP ∘ P` over every key (FlashAttention,
+    Dao et al. 2022, §3.1). On XLA:CPU the AM-STGCN train step (NTU T=300, batch 4) took
+    0.3-0.45 s less, 5-8% (benchmarks/README.md, "Attention overhead").
     """
-    b, p, c = q_BPC.shape
-    rows = max(1, min(p, max_elements // max(1, b * k_BSC.shape[1])))
-    n_chunks = -(-p // rows)
-    q_BPC = jnp.pad(q_BPC, ((0, 0), (0, n_chunks * rows - p), (0, 0)))
-    q_KBRC = q_BPC.reshape(b, n_chunks, rows, c).transpose(1, 0, 2, 3)
-    attend_rows = jax.checkpoint(lambda q_BRC: _attend_reference(q_BRC, k_BSC, v_BSC)[0])
-    y_KBRC = jax.lax.map(attend_rows, q_KBRC)
-    y_BPC = y_KBRC.transpose(1, 0, 2, 3).reshape(b, n_chunks * rows, -1)
-    return y_BPC[:, :p]
+    rows = max(1, min(q_BPC.shape[1], max_elements // max(1, q_BPC.shape[0] * k_BSC.shape[1])))
+    return _attend_blocks(q_BPC, k_BSC, v_BSC, rows)
+
+
+def _to_blocks(x_BPC, rows: int):
+    """(B, P, ...) -> (K, B, rows, ...), zero-padding P to a multiple of rows."""
+    b, p = x_BPC.shape[:2]
+    n_blocks = -(-p // rows)
+    x_BPC = jnp.pad(x_BPC, [(0, 0), (0, n_blocks * rows - p)] + [(0, 0)] * (x_BPC.ndim - 2))
+    return jnp.swapaxes(x_BPC.reshape(b, n_blocks, rows, *x_BPC.shape[2:]), 0, 1)
+
+
+def _from_blocks(x_KBR):
+    """(K, B, rows, ...) -> (B, K·rows, ...)."""
+    x_BKR = jnp.swapaxes(x_KBR, 0, 1)
+    return x_BKR.reshape(x_BKR.shape[0], -1, *x_BKR.shape[3:])
+
+
+def _block_forward(q_BRC, k_BSC, v_BSC):
+    """One block of rows: (out_BRC in v's dtype, log-sum-exp of the float32 logits)."""
+    logits_BRS = jnp.einsum("brc,bsc->brs", q_BRC, k_BSC, preferred_element_type=jnp.float32)
+    m_BR = jnp.max(logits_BRS, axis=-1)
+    e_BRS = jnp.exp(logits_BRS - m_BR[..., None])
+    l_BR = jnp.sum(e_BRS, axis=-1)
+    out_BRC = jnp.einsum("brs,bsc->brc", e_BRS.astype(v_BSC.dtype), v_BSC,
+                         preferred_element_type=jnp.float32) / l_BR[..., None]
+    return out_BRC.astype(v_BSC.dtype), m_BR + jnp.log(l_BR)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _attend_blocks(q_BPC, k_BSC, v_BSC, rows: int):
+    """softmax(q kᵀ) v, computed `rows` query rows at a time."""
+    return _attend_blocks_fwd(q_BPC, k_BSC, v_BSC, rows)[0]
+
+
+def _attend_blocks_fwd(q_BPC, k_BSC, v_BSC, rows):
+    q_KBRC = _to_blocks(q_BPC, rows)
+    out_KBRC, lse_KBR = jax.lax.map(lambda q: _block_forward(q, k_BSC, v_BSC), q_KBRC)
+    out_BPC = _from_blocks(out_KBRC)[:, :q_BPC.shape[1]]  # drop the zero-padded query rows
+    return out_BPC, (q_KBRC, k_BSC, v_BSC, out_KBRC, lse_KBR)
+
+
+def _attend_blocks_bwd(rows, residuals, d_out_BPC):
+    q_KBRC, k_BSC, v_BSC, out_KBRC, lse_KBR = residuals
+    d_out_KBRC = _to_blocks(d_out_BPC, rows).astype(jnp.float32)  # padded rows: zero cotangent
+    # Σ_s P·dP over the keys equals dY·Y per row (Y = P V): a (rows, C) product, computed once
+    # here for all blocks (inside the loop XLA fused it into the (rows, keys) pass, per key).
+    delta_KBR = jnp.sum(d_out_KBRC * out_KBRC.astype(jnp.float32), axis=-1)
+
+    def block(carry, xs):
+        dk_BSC, dv_BSC = carry
+        q_BRC, lse_BR, do_BRC, delta_BR = xs
+        logits_BRS = jnp.einsum("brc,bsc->brs", q_BRC, k_BSC,
+                                preferred_element_type=jnp.float32)
+        attn_BRS = jnp.exp(logits_BRS - lse_BR[..., None])
+        dv_BSC = dv_BSC + jnp.einsum("brs,brc->bsc", attn_BRS, do_BRC)
+        d_attn_BRS = jnp.einsum("brc,bsc->brs", do_BRC, v_BSC.astype(jnp.float32))
+        d_logits_BRS = attn_BRS * (d_attn_BRS - delta_BR[..., None])
+        dq_BRC = jnp.einsum("brs,bsc->brc", d_logits_BRS, k_BSC.astype(jnp.float32))
+        dk_BSC = dk_BSC + jnp.einsum("brs,brc->bsc", d_logits_BRS, q_BRC.astype(jnp.float32))
+        return (dk_BSC, dv_BSC), dq_BRC
+
+    zeros = jnp.zeros(k_BSC.shape, jnp.float32), jnp.zeros(v_BSC.shape, jnp.float32)
+    (dk_BSC, dv_BSC), dq_KBRC = jax.lax.scan(
+        block, zeros, (q_KBRC, lse_KBR, d_out_KBRC, delta_KBR))
+    dq_BPC = _from_blocks(dq_KBRC)[:, :d_out_BPC.shape[1]]
+    return (dq_BPC.astype(q_KBRC.dtype), dk_BSC.astype(k_BSC.dtype),
+            dv_BSC.astype(v_BSC.dtype))
+
+
+_attend_blocks.defvjp(_attend_blocks_fwd, _attend_blocks_bwd)
 
 
 def max_pool_first(x_NTVC, wt: int, wv: int):
