@@ -301,6 +301,11 @@ def profile_variant(variant, steps: int, top: int, outdir: Path | None):
     lines += [f"  {ns / steps / 1e6:7.3f} {100 * ns / total_ops:5.1f}%  {op}: {desc[:220]}"
               for op, ns, desc in rows[:top]]
     lines.append(f"kernels (ms/step; {sum(by_kernel.values()) / steps / 1e6:.2f} in all):")
+    if on_host:
+        # Measured: an op's time here includes any time it shared the cores with another
+        # (a GEMM showed 191 ms in the step and ~100 ms alone); A/B the step, not the op.
+        lines.append("  (XLA:CPU runs independent thunks concurrently: these times overlap and "
+                     "rank ops, but an op's own cost needs an isolated or whole-step A/B)")
     lines += [f"  {ns / steps / 1e6:7.3f}  {k[:90]}" + (f"  <- {desc[:200]}" if desc else "")
               for k, ns, desc in kernel_rows]
     report = "\n".join(lines)
