@@ -19,7 +19,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -127,18 +126,12 @@ def main(argv=None):
     cases = gemm_cases(args.batch)
     runners = build_runners(args, cases)
     bw = bandwidth_runners(args.batch)
-    for fn in list(runners.values()) + [f for f, _ in bw.values()]:
+    calls = runners | {name: fn for name, (fn, _) in bw.items()}
+    for fn in calls.values():
         fn()  # compile / first call
-    times = {key: [] for key in list(runners) + list(bw)}
-    calls = list(runners.items()) + [(k, f) for k, (f, _) in bw.items()]
-    for _ in range(args.iters):
-        for key, fn in calls:
-            # OpenBLAS and OpenMP worker threads busy-wait for up to ~0.2 s after a call; the
-            # pause keeps one library's spinning off the next one's timing.
-            time.sleep(args.pause_s)
-            t0 = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - t0)
+    # OpenBLAS and OpenMP worker threads busy-wait for up to ~0.2 s after a call; the pause
+    # keeps one library's spinning off the next one's timing.
+    times = harness.timed_rounds(calls, args.iters, pause_s=args.pause_s)
     gemm = {}
     for (fw, dt, name), sec in ((k, v) for k, v in times.items() if isinstance(k, tuple)):
         m, k, n, _ = cases[name]

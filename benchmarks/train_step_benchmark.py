@@ -208,11 +208,14 @@ def measure_rss_peak(fn):
     return delta, peak / 1024
 
 
-def timed_rounds(fns: dict, iters: int):
-    """Alternates the callables (A, B, A, B, ...); each returns after its work has finished."""
+def timed_rounds(fns: dict, iters: int, pause_s: float = 0.0):
+    """Alternates the callables (A, B, A, B, ...); each returns after its work has finished.
+    `pause_s` idles before each timed call (so other libraries' worker threads stop spinning)."""
     times = {name: [] for name in fns}
     for _ in range(iters):
         for name, fn in fns.items():
+            if pause_s:
+                time.sleep(pause_s)
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
