@@ -128,6 +128,7 @@ def _attend_blocks_bwd(rows, residuals, d_out_BPC):
     # Σ_s P·dP over the keys equals dY·Y per row (Y = P V): a (rows, C) product, computed once
     # here for all blocks (inside the loop XLA fused it into the (rows, keys) pass, per key).
     delta_KBR = jnp.sum(d_out_KBRC * out_KBRC.astype(jnp.float32), axis=-1)
+    k32_BSC, v32_BSC = k_BSC.astype(jnp.float32), v_BSC.astype(jnp.float32)
 
     def block(carry, xs):
         dk_BSC, dv_BSC = carry
@@ -136,9 +137,9 @@ def _attend_blocks_bwd(rows, residuals, d_out_BPC):
                                 preferred_element_type=jnp.float32)
         attn_BRS = jnp.exp(logits_BRS - lse_BR[..., None])
         dv_BSC = dv_BSC + jnp.einsum("brs,brc->bsc", attn_BRS, do_BRC)
-        d_attn_BRS = jnp.einsum("brc,bsc->brs", do_BRC, v_BSC.astype(jnp.float32))
+        d_attn_BRS = jnp.einsum("brc,bsc->brs", do_BRC, v32_BSC)
         d_logits_BRS = attn_BRS * (d_attn_BRS - delta_BR[..., None])
-        dq_BRC = jnp.einsum("brs,bsc->brc", d_logits_BRS, k_BSC.astype(jnp.float32))
+        dq_BRC = jnp.einsum("brs,bsc->brc", d_logits_BRS, k32_BSC)
         dk_BSC = dk_BSC + jnp.einsum("brs,brc->bsc", d_logits_BRS, q_BRC.astype(jnp.float32))
         return (dk_BSC, dv_BSC), dq_BRC
 
