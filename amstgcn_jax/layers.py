@@ -15,17 +15,19 @@ Deliberate deviations, none of which changes the numbers beyond float32 round-of
   (K·Cout)-wide intermediate and no transposes, for memory-bound accelerators.
 - `TemporalConv(impl="matmul")` writes the (9, 1) conv as 9 stacked shifted slices and one matmul
   (XLA:CPU's conv weight gradient is slow, PERF.md §4.2 item 3); `impl="conv"` uses
-  `lax.conv_general_dilated`; `"auto"` picks matmul for training on CPU and conv elsewhere,
-  including CPU inference, where XLA's forward conv beats the 9x im2col copy (NTU T=300, batch
-  4: 3.80 vs 3.32 clips/s, benchmarks/README.md). Same params.
+  `lax.conv_general_dilated`; `impl="fft"` multiplies spectra along T (the convolution
+  theorem: 4x fewer multiply-adds than the 9 taps). `"auto"` picks fft for float32 training on
+  CPU (NTU T=300 batch 4 train step 3.40 -> 2.84 s against the matmul) and for CPU inference
+  of stride-1 blocks of >= 256 channels, and conv elsewhere: XLA's forward conv beats the 9x
+  im2col copy (3.80 vs 3.32 clips/s) and, on narrower blocks, the FFTs and their transposes
+  (benchmarks/README.md). Same params.
 - Activations may be V-major (`layout="VNTC"`, `x_VNTC` = (V, N·M, T, C)) instead of `x_NTVC`.
   The graph aggregation is then one plain GEMM `(K·W, V) @ (V, N·T·C)` with no transposes, and
   the temporal conv (impl "conv") runs along the minor spatial axis of an NHWC conv (H = N,
   W = T, kernel (1, 9)), which XLA:CPU executes 1.5-2x faster forward+backward than the (9, 1)
-  kernel over NTVC (in isolation; 5% faster than the matmul in the whole step, but with
-  float32 weight gradients up to 4e-3 off where the matmul's stay at 1e-6, so "auto" still
-  trains with the matmul, benchmarks/README.md). Same params, same numbers; `model.AMSTGCN`
-  picks the layout.
+  kernel over NTVC (in isolation; 5% faster than the matmul in the whole step, where the FFT
+  form is 16% faster, benchmarks/README.md). Same params, same numbers; `model.AMSTGCN` picks
+  the layout.
 - Initialisation follows the upstream trainer's `weights_init` (conv weights N(0, 0.02), biases
   0, BatchNorm scale N(1, 0.02), shift 0), not PyTorch's default init.
 - The padding is always explicit and symmetric ((k−1)/2 on both sides): never `"SAME"`, which
@@ -40,12 +42,16 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 LAYOUTS = ("NTVC", "VNTC")  # activation layouts; T is axis 1 resp. 2, C is always last
 BN_EPSILON = 1e-5  # PyTorch default
 BN_MOMENTUM = 0.9  # = 1 - PyTorch momentum 0.1
 conv_init = nn.initializers.normal(stddev=0.02)  # st-gcn processor/recognition.py weights_init
+# From this many channels (in and out) a stride-1 temporal conv infers faster on CPU as FFTs
+# than as lax.conv (measured on 2-vCPU Zen 4, XLA:CPU, NTU shapes; benchmarks/README.md).
+FFT_INFER_CHANNELS = 256
 
 
 def check_layout(layout: str, owner: str) -> str:
@@ -176,7 +182,7 @@ class TemporalConv(nn.Module):
     features: int
     kernel_size: int = 9
     stride: int = 1
-    impl: str = "auto"  # "matmul" | "conv" | "auto"
+    impl: str = "auto"  # "matmul" | "conv" | "fft" | "auto"
     dtype: Any = jnp.float32
     layout: str = "NTVC"
 
@@ -193,11 +199,19 @@ class TemporalConv(nn.Module):
         kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
         impl = self.impl
         if impl == "auto":
-            # CPU training uses the matmul: over NTVC XLA:CPU's conv weight gradient is slow,
-            # and in both layouts its float32 gradients are the accurate ones (the conv's
-            # long weight-gradient sums lose up to 4e-3; benchmarks/grad_precision.py).
-            cpu_train = train and jax.default_backend() == "cpu"
-            impl = "matmul" if cpu_train else "conv"
+            # CPU training: XLA:CPU's conv weight gradient is slow and the K-tap GEMMs are at
+            # the CPU's GEMM ceiling, so the FFT form, with 4x fewer multiply-adds, is the
+            # fastest (NTU step 3.40 -> 2.84 s); bf16 (no bf16 FFT) keeps the matmul.
+            # CPU inference: XLA's forward conv beats the FFTs and their transposes except
+            # on wide stride-1 blocks (NTU eval forward 0.81 -> 0.74 s with FFTs from 256
+            # channels, benchmarks/README.md). Accelerators: lax.conv (cuDNN).
+            cpu, full = jax.default_backend() == "cpu", jnp.finfo(self.dtype).bits >= 32
+            if cpu and train:
+                impl = "fft" if full else "matmul"
+            elif cpu and full and s == 1 and min(c_in, self.features) >= FFT_INFER_CHANNELS:
+                impl = "fft"
+            else:
+                impl = "conv"
         if impl not in _TCN_IMPLS:
             raise ValueError(f"TemporalConv: unknown impl {self.impl!r} "
                              f"({' | '.join(_TCN_IMPLS)} | auto)")
@@ -265,7 +279,74 @@ def _tcn_matmul(x, kernel_K1IO, stride: int, time_axis: int = 1):
     return jnp.dot(jnp.concatenate(taps, axis=-1), kernel_K1IO.reshape(ks * c_in, c_out))
 
 
-_TCN_IMPLS = {"matmul": _tcn_matmul, "conv": _tcn_conv}
+def fft_length(n: int) -> int:
+    """The smallest 5-smooth integer (2^a 3^b 5^c) >= n: the FFT sizes DUCC runs fastest."""
+    m = max(n, 1)
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
+
+
+def _tcn_fft(x, kernel_K1IO, stride: int, time_axis: int = 1):
+    """The same conv as a product in the frequency domain along T (the convolution theorem).
+
+    Every stride phase `x[r::s]` (see `_tcn_conv_polyphase`) is zero-padded to L and
+    transformed with a real FFT; per frequency f the output spectrum is one complex matrix
+    product `Y_f = Σ_r X_{r,f} W_{r,f}` with `W_{r,f} = Σ_j w_j e^{2πi f a_j / L}` (tap j reads
+    phase r at offset a_j); an inverse FFT and a crop give y. L >= T_out + max a and
+    >= T_r − min a, so the circular wrap only ever reads the zero padding: the result is the
+    linear conv, the same sums in another order, exact up to float32 rounding.
+
+    Why: a K-tap conv costs K·Cin·Cout multiply-adds per output frame and row; this costs
+    4·Cin·Cout·(L/2 + 1)/T (one complex product per frequency), 4.2x fewer for K = 9, T = 300,
+    L = 320, plus O(C·L log L) for the FFTs. On XLA:CPU, fwd+bwd of one NTU block
+    (N·M = 8, V = 25) took 84 / 109 / 160 ms at 64 / 128 / 256 channels against 118 / 182 /
+    315 ms for the matmul (benchmarks/README.md). There are no bf16 FFTs: bf16 inputs are
+    transformed in float32 and the result cast back.
+    """
+    ks, _, c_in, c_out = kernel_K1IO.shape
+    pad = (ks - 1) // 2
+    t = x.shape[time_axis]
+    t_out = (t - 1) // stride + 1
+    phases = []  # (r, [(tap j, offset a)]): output frame u, tap j reads x[s·(u + a) + r]
+    for r in range(stride):
+        taps = [(j, (j - pad - r) // stride) for j in range(ks) if (j - pad) % stride == r]
+        if taps and r < t:
+            phases.append((r, taps))
+    length = fft_length(max(max(t_out + max(a for _, a in taps),
+                                len(range(r, t, stride)) - min(a for _, a in taps))
+                            for r, taps in phases))
+    real = jnp.promote_types(x.dtype, jnp.float32)  # FFTs have no bf16: f32 (or f64)
+    freq_F1 = np.arange(length // 2 + 1)[:, None]
+    # (..., T, C) -> (rows, C, T): the FFT runs along the last axis.
+    x_RCT = jnp.moveaxis(x, time_axis, -1).astype(real)
+    lead = x_RCT.shape[:-2]
+    x_RCT = x_RCT.reshape(-1, c_in, t)
+    spectra, weights = [], []
+    for r, taps in phases:
+        x_RCF = jnp.fft.rfft(x_RCT[:, :, r::stride], n=length)
+        spectra.append(x_RCF.transpose(2, 0, 1))  # F R C: the frequency is the batch axis
+        # e^{2πi f a / L} as constants, the angle reduced exactly in integers and rounded once.
+        phase_FJ = 2 * np.pi / length * ((freq_F1 * np.array([[a for _, a in taps]])) % length)
+        w_JD = kernel_K1IO[np.array([j for j, _ in taps]), 0].astype(real)
+        w_JD = w_JD.reshape(len(taps), c_in * c_out)
+        w_FD = [jnp.matmul(jnp.asarray(table(phase_FJ), real), w_JD,
+                           precision=lax.Precision.HIGHEST) for table in (np.cos, np.sin)]
+        weights.append(lax.complex(*w_FD).reshape(-1, c_in, c_out))
+    x_FRC = jnp.concatenate(spectra, axis=-1)
+    w_FCD = jnp.concatenate(weights, axis=1)
+    y_FRD = jnp.einsum("frc,fcd->frd", x_FRC, w_FCD)
+    y_RDT = jnp.fft.irfft(y_FRD.transpose(1, 2, 0), n=length)[..., :t_out]
+    y = jnp.moveaxis(y_RDT.reshape(*lead, c_out, t_out), -1, time_axis)
+    return y.astype(x.dtype)
+
+
+_TCN_IMPLS = {"matmul": _tcn_matmul, "conv": _tcn_conv, "fft": _tcn_fft}
 
 
 def dropout_bits(rate: float) -> int:

@@ -138,7 +138,7 @@ class AMSTGCN(nn.Module):
     (channel v·C + c, persons folded into the batch); `"MVC"` is 2s-AGCN/CTR-GCN's over M·V·C
     (channel m·V·C + v·C + c); `"none"` skips it. `dtype` is the compute dtype (e.g. "bfloat16");
     params and BatchNorm statistics stay float32 and the logits are float32. `tcn_impl` picks
-    the temporal-conv formulation ("matmul" | "conv" | "auto", see `layers.TemporalConv`),
+    the temporal-conv formulation ("matmul" | "conv" | "fft" | "auto", see `layers.TemporalConv`),
     `gcn_impl` the graph conv's ("factored" | "kron" | "auto", or one entry per block; see
     `layers.GraphConv` and `gcn_impls_for`), `activation_layout` the blocks' activation layout
     ("NTVC" | "VNTC" | "auto", see `activation_layout_for`); `blocks` lists (out channels,
