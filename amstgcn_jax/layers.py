@@ -203,7 +203,7 @@ class TemporalConv(nn.Module):
             # the CPU's GEMM ceiling, so the FFT form, with 4x fewer multiply-adds, is the
             # fastest (NTU step 3.40 -> 2.84 s); bf16 (no bf16 FFT) keeps the matmul.
             # CPU inference: XLA's forward conv beats the FFTs and their transposes except
-            # on wide stride-1 blocks (NTU eval forward 0.81 -> 0.74 s with FFTs from 256
+            # on wide stride-1 blocks (NTU eval forward 0.82 -> 0.75 s with FFTs from 256
             # channels, benchmarks/README.md). Accelerators: lax.conv (cuDNN).
             cpu, full = jax.default_backend() == "cpu", jnp.finfo(self.dtype).bits >= 32
             if cpu and train:
