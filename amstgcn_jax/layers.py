@@ -241,28 +241,38 @@ def _conv_along_w(x_VNTC, kernel_K1IO, padding: tuple[int, int]):
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
+def _stride_phases(kernel_size: int, stride: int, t: int) -> list[tuple[int, list, list]]:
+    """`(r, taps, offsets)` for each phase `x[r::s]` of a length-t input that a tap reads.
+
+    Output frame u, tap j reads frame s·u + j − pad = s·(u + a) + r with r = (j − pad) mod s
+    and a = (j − pad) // s: phase r at offset a. Phases no tap reads, or empty ones (r >= t,
+    which would only meet padding), are left out; phase 0 always holds the centre tap.
+    """
+    pad = (kernel_size - 1) // 2
+    phases = []
+    for r in range(min(stride, t)):
+        taps = [j for j in range(kernel_size) if (j - pad) % stride == r]
+        if taps:
+            phases.append((r, taps, [(j - pad) // stride for j in taps]))
+    return phases
+
+
 def _tcn_conv_polyphase(x_VNTC, kernel_K1IO, stride: int):
-    """The stride-s conv as a sum over the s phases `x[r::s]`, each a stride-1 conv with the
-    taps that read it: output t, tap j reads frame s·t + j − pad = s·(t + a) + r with
-    r = (j − pad) mod s, a = (j − pad) // s, i.e. phase r at offset a.
+    """The stride-s conv as a sum over the s phases `x[r::s]` (`_stride_phases`), each a
+    stride-1 conv with the taps that read it.
 
     Same products, summed in another order. XLA:CPU computes a strided conv's input gradient
     as a dilated conv; these stride-1 convs' forward+backward run 1.35-1.6x faster (NTU
     stride-2 blocks, benchmarks/README.md). Negative padding crops.
     """
-    ks = kernel_K1IO.shape[0]
-    pad = (ks - 1) // 2
-    t_out = (x_VNTC.shape[2] - 1) // stride + 1
+    t = x_VNTC.shape[2]
+    t_out = (t - 1) // stride + 1
     y = None
-    for r in range(stride):
-        first = next((j for j in range(ks) if (j - pad) % stride == r), None)
+    for r, taps, offsets in _stride_phases(kernel_K1IO.shape[0], stride, t):
         x_r = x_VNTC[:, :, r::stride]
-        if first is None or x_r.shape[2] == 0:
-            continue  # no tap reads this phase, or it is empty (then it only meets padding)
-        taps = kernel_K1IO[first::stride]
-        lo = -((first - pad) // stride)
-        hi = t_out - x_r.shape[2] + taps.shape[0] - 1 - lo
-        y_r = _conv_along_w(x_r, taps, (lo, hi))
+        lo = -offsets[0]
+        hi = t_out - x_r.shape[2] + len(taps) - 1 - lo
+        y_r = _conv_along_w(x_r, kernel_K1IO[np.array(taps)], (lo, hi))
         y = y_r if y is None else y + y_r
     return y
 
@@ -295,7 +305,7 @@ def fft_length(n: int) -> int:
 def _tcn_fft(x, kernel_K1IO, stride: int, time_axis: int = 1):
     """The same conv as a product in the frequency domain along T (the convolution theorem).
 
-    Every stride phase `x[r::s]` (see `_tcn_conv_polyphase`) is zero-padded to L and
+    Every stride phase `x[r::s]` (`_stride_phases`) is zero-padded to L and
     transformed with a real FFT; per frequency f the output spectrum is one complex matrix
     product `Y_f = Σ_r X_{r,f} W_{r,f}` with `W_{r,f} = Σ_j w_j e^{2πi f a_j / L}` (tap j reads
     phase r at offset a_j); an inverse FFT and a crop give y. L >= T_out + max a and
@@ -310,17 +320,11 @@ def _tcn_fft(x, kernel_K1IO, stride: int, time_axis: int = 1):
     transformed in float32 and the result cast back.
     """
     ks, _, c_in, c_out = kernel_K1IO.shape
-    pad = (ks - 1) // 2
     t = x.shape[time_axis]
     t_out = (t - 1) // stride + 1
-    phases = []  # (r, [(tap j, offset a)]): output frame u, tap j reads x[s·(u + a) + r]
-    for r in range(stride):
-        taps = [(j, (j - pad - r) // stride) for j in range(ks) if (j - pad) % stride == r]
-        if taps and r < t:
-            phases.append((r, taps))
-    length = fft_length(max(max(t_out + max(a for _, a in taps),
-                                len(range(r, t, stride)) - min(a for _, a in taps))
-                            for r, taps in phases))
+    phases = _stride_phases(ks, stride, t)
+    length = fft_length(max(max(t_out + offsets[-1], len(range(r, t, stride)) - offsets[0])
+                            for r, _, offsets in phases))
     real = jnp.promote_types(x.dtype, jnp.float32)  # FFTs have no bf16: f32 (or f64)
     freq_F1 = np.arange(length // 2 + 1)[:, None]
     # (..., T, C) -> (rows, C, T): the FFT runs along the last axis.
@@ -328,12 +332,12 @@ def _tcn_fft(x, kernel_K1IO, stride: int, time_axis: int = 1):
     lead = x_RCT.shape[:-2]
     x_RCT = x_RCT.reshape(-1, c_in, t)
     spectra, weights = [], []
-    for r, taps in phases:
+    for r, taps, offsets in phases:
         x_RCF = jnp.fft.rfft(x_RCT[:, :, r::stride], n=length)
         spectra.append(x_RCF.transpose(2, 0, 1))  # F R C: the frequency is the batch axis
         # e^{2πi f a / L} as constants, the angle reduced exactly in integers and rounded once.
-        phase_FJ = 2 * np.pi / length * ((freq_F1 * np.array([[a for _, a in taps]])) % length)
-        w_JD = kernel_K1IO[np.array([j for j, _ in taps]), 0].astype(real)
+        phase_FJ = 2 * np.pi / length * ((freq_F1 * np.array([offsets])) % length)
+        w_JD = kernel_K1IO[np.array(taps), 0].astype(real)
         w_JD = w_JD.reshape(len(taps), c_in * c_out)
         w_FD = [jnp.matmul(jnp.asarray(table(phase_FJ), real), w_JD,
                            precision=lax.Precision.HIGHEST) for table in (np.cos, np.sin)]
