@@ -23,8 +23,9 @@ def test_tables_from_every_results_file_skip_other_benchmarks_lines(capsys):
     assert f"({other} lines of other benchmarks left out)" in out.err
 
 
-def test_overhead_rows_skip_runs_without_a_train_figure(tmp_path):
-    """A baseline whose torch record has no train entry no longer raises KeyError."""
+def test_overhead_rows_skip_runs_without_a_train_figure(tmp_path, capsys):
+    """A baseline whose torch record has no train entry no longer raises KeyError: the JAX
+    overhead row is printed, the torch one left out."""
     base = {"config": {"model": "stgcn", "dataset": "ntu", "frames": 8, "batch": 2,
                        "persons": 2, "dtype": "float32", "device": "cpu"},
             "jax": {"device": "cpu", "train": {"clips_per_s": 2.0, "gflop_per_s": 1.0}},
@@ -36,4 +37,6 @@ def test_overhead_rows_skip_runs_without_a_train_figure(tmp_path):
     other["model_gflop_fwd_per_clip"] = 1.5
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps(base) + "\n" + json.dumps(other) + "\n")
-    results_table.main([str(path)])  # jax overhead +100%; torch skipped (baseline has none)
+    results_table.main([str(path)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if "separate runs" in line]
+    assert len(rows) == 1 and "| jax, separate runs | +100% | +50% |" in rows[0]
