@@ -314,9 +314,9 @@ def _tcn_fft(x, kernel_K1IO, stride: int, time_axis: int = 1):
 
     Why: a K-tap conv costs K·Cin·Cout multiply-adds per output frame and row; this costs
     4·Cin·Cout·(L/2 + 1)/T (one complex product per frequency), 4.2x fewer for K = 9, T = 300,
-    L = 320, plus O(C·L log L) for the FFTs. On XLA:CPU, fwd+bwd of one NTU block
-    (N·M = 8, V = 25) took 84 / 109 / 160 ms at 64 / 128 / 256 channels against 118 / 182 /
-    315 ms for the matmul (benchmarks/README.md). There are no bf16 FFTs: bf16 inputs are
+    L = 320, plus O(C·L log L) for the FFTs. On XLA:CPU, fwd+bwd of one stride-1 NTU block
+    (N·M = 8, V = 25) took 87 / 115 / 154 ms at 64 / 128 / 256 channels against 117 / 184 /
+    315 ms for the matmul (benchmarks/tcn_formulations.py). There are no bf16 FFTs: bf16 inputs are
     transformed in float32 and the result cast back.
     """
     ks, _, c_in, c_out = kernel_K1IO.shape
