@@ -1,8 +1,9 @@
 """The machine's ceilings for the train step: GEMM GFLOP/s per framework and dtype, and the
 memory bandwidth of the elementwise and BatchNorm-statistics passes.
 
-The model's FLOPs are ~70% the (9, 1) temporal conv. On CPU it runs as one GEMM per block
-(`layers._tcn_matmul`): forward (M, 9C) @ (9C, C), input gradient (M, C) @ (C, 9C) and weight
+The model's FLOPs are ~70% the (9, 1) temporal conv. Written as one GEMM per block
+(`layers._tcn_matmul`, CPU training's formulation before the FFT form replaced it in round 5,
+and still bf16's) it is forward (M, 9C) @ (9C, C), input gradient (M, C) @ (C, 9C) and weight
 gradient (9C, M) @ (M, C) with M = V·N·M·T. This script times exactly those shapes for NTU
 (T=300 halved at the stride-2 blocks), plus a square 2048³ GEMM, in JAX (jit), numpy and
 PyTorch (optional), interleaved, and prints the best achievable throughput: the roofline that

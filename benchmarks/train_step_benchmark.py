@@ -47,7 +47,8 @@ def parse_args(argv=None):
                    default=None, help="NonLocalBlock attention_impl (default: the model's auto "
                                       "choice; cudnn = flash, GPU bf16/fp16 only)")
     p.add_argument("--tcn-impl", choices=("auto", "conv", "matmul", "fft"), default="auto",
-                   help="TemporalConv impl (auto: fft for fp32 CPU training, else conv)")
+                   help="TemporalConv impl (auto: fft for fp32 CPU training and for wide "
+                        "stride-1 blocks in CPU inference, else conv)")
     p.add_argument("--activation-layout", choices=("auto", "NTVC", "VNTC"), default="auto",
                    help="the blocks' activation layout (auto: VNTC on CPU, NTVC on GPU; "
                         "amstgcn_jax.model.activation_layout_for)")
