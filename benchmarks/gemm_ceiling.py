@@ -17,7 +17,6 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -156,11 +155,7 @@ def main(argv=None):
         print(f"{name:18s}" + "".join(f"{row.get(c, float('nan')):16.1f}" for c in columns))
     print("memory-bound passes (GB/s): "
           + ", ".join(f"{k} {v:.1f}" for k, v in bandwidth.items()))
-    line = json.dumps(result)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(line + "\n")
-    print(line)
+    harness.emit_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ matmul's first. The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -81,14 +80,10 @@ def main(argv=None):
         print(f"{name:16s} " + "  ".join(f"{impl} fwd {result[name][f'{impl}_fwd_ms']:7.1f} / "
                                          f"fwd+bwd {result[name][f'{impl}_fwd_bwd_ms']:7.1f} ms"
                                          for impl in impls), flush=True)
-    line = json.dumps({"host": {"cpu": harness._cpu_name(), "threads": args.threads,
+    harness.emit_json({"host": {"cpu": harness._cpu_name(), "threads": args.threads,
                                 "malloc": args.malloc},
                        "versions": {"jax": jax.__version__}, "batch": args.batch,
-                       "frames": args.frames, "blocks": result})
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(line + "\n")
-    print(line)
+                       "frames": args.frames, "blocks": result}, args.out)
 
 
 if __name__ == "__main__":

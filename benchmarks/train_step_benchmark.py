@@ -581,12 +581,17 @@ def main(argv=None):
                    "python": platform.python_version()}
     out["wall_s"] = time.perf_counter() - t_start
     _print_table(out, phases)
-    line = json.dumps(out, sort_keys=True, default=str)
-    if args.out:
-        with open(args.out, "a") as f:
+    emit_json(out, args.out, sort_keys=True, default=str)
+    return out
+
+
+def emit_json(record: dict, out_path: str | None, **dumps_kwargs) -> None:
+    """Prints `record` as the last line (one JSON object) and appends it to `out_path` if set."""
+    line = json.dumps(record, **dumps_kwargs)
+    if out_path:
+        with open(out_path, "a") as f:
             f.write(line + "\n")
     print(line, flush=True)
-    return out
 
 
 def _memory(args, jx, tc):
