@@ -45,6 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from amstgcn_jax import graph_sparse
+
 LAYOUTS = ("NTVC", "VNTC")  # activation layouts; T is axis 1 resp. 2, C is always last
 BN_EPSILON = 1e-5  # PyTorch default
 BN_MOMENTUM = 0.9  # = 1 - PyTorch momentum 0.1
@@ -105,9 +107,13 @@ class GraphConv(nn.Module):
     features: int
     num_subsets: int
     aggregate_first: bool | None = None  # None: whichever side is cheaper
-    impl: str = "factored"  # "factored" (the upstream order, maybe reordered) | "kron"
+    # "factored" (the upstream order, maybe reordered) | "kron" | "sparse" (VNTC only)
+    impl: str = "factored"
     layout: str = "NTVC"
     dtype: Any = jnp.float32
+    # impl="sparse": the (k, v, w) entries where the adjacency may be non-zero
+    # (`graph_sparse.support_of`); the adjacency must be zero everywhere else.
+    support: tuple | None = None
 
     @nn.compact
     def __call__(self, x, adj_KVV):
@@ -115,12 +121,15 @@ class GraphConv(nn.Module):
         c_in = x.shape[-1]
         if adj_KVV.shape[0] != k:
             raise ValueError(f"GraphConv: adjacency has {adj_KVV.shape[0]} subsets, expected {k}")
-        if self.impl not in ("factored", "kron"):
-            raise ValueError(f"GraphConv: unknown impl {self.impl!r} (factored | kron)")
+        if self.impl not in ("factored", "kron", "sparse"):
+            raise ValueError(f"GraphConv: unknown impl {self.impl!r} (factored | kron | sparse)")
         check_layout(self.layout, "GraphConv")
         if self.impl == "kron" and self.layout != "NTVC":
             raise ValueError("GraphConv: impl='kron' needs layout='NTVC' (it multiplies the "
                              "V·C-wide rows of each frame)")
+        if self.impl == "sparse" and (self.layout != "VNTC" or self.support is None):
+            raise ValueError("GraphConv: impl='sparse' needs layout='VNTC' (a node's row is "
+                             "contiguous there) and the adjacency's `support`")
         kernel = self.param("kernel", conv_init, (c_in, k * c_out), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (k * c_out,), jnp.float32)
         x = x.astype(self.dtype)
@@ -129,6 +138,9 @@ class GraphConv(nn.Module):
         first = self.aggregate_first if self.aggregate_first is not None else c_in < c_out
         # The upstream bias is added before the aggregation: Σ_k b_k · colsum(A_k) after it.
         bias_WD = jnp.einsum("kw,kd->wd", adj_KVV.sum(1), bias.reshape(k, c_out))
+        if self.impl == "sparse":
+            return graph_sparse.graph_conv_sparse_vntc(x, adj_KVV, kernel, bias_WD,
+                                                       self.support, first)
         if self.layout == "VNTC":
             return _graph_conv_vntc(x, adj_KVV, kernel, bias, bias_WD, first)
         n, t, v, _ = x.shape
@@ -447,6 +459,7 @@ class STGCNBlock(nn.Module):
     temporal_kernel: int = 9
     tcn_impl: str = "auto"
     gcn_impl: str = "factored"
+    gcn_support: tuple | None = None  # the adjacency's non-zeros, for gcn_impl="sparse"
     attention_convs: tuple = ()
     attention_convt: tuple = ()
     dtype: Any = jnp.float32
@@ -466,7 +479,7 @@ class STGCNBlock(nn.Module):
             res = batch_norm(train, "residual_bn", dtype)(res)
 
         y = GraphConv(self.features, self.num_subsets, impl=self.gcn_impl, layout=layout,
-                      dtype=dtype, name="gcn")(x, adj_KVV)
+                      dtype=dtype, support=self.gcn_support, name="gcn")(x, adj_KVV)
         y = self._attend(y, "convs", self.attention_convs, train)
         y = nn.relu(batch_norm(train, "tcn_bn0", dtype)(y))
         y = TemporalConv(self.features, self.temporal_kernel, s, self.tcn_impl, dtype,

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from amstgcn_jax import graph
+from amstgcn_jax import graph, graph_sparse
 from amstgcn_jax.layers import LAYOUTS, STGCNBlock, batch_norm, conv_init, from_ntvc, to_ntvc
 
 # (out channels, temporal stride, residual) of upstream st_gcn_networks 0…9.
@@ -131,6 +131,11 @@ def _adjacency(layout: graph.Layout, strategy: str, max_hop: int, dilation: int)
     return a
 
 
+def _support(adj_KVV: np.ndarray) -> tuple:
+    # edge_importance multiplies A entrywise: A ⊙ M is zero wherever A is.
+    return graph_sparse.support_of(adj_KVV)
+
+
 class AMSTGCN(nn.Module):
     """ST-GCN with optional attention placements; `__call__(x_NMTVC, train)` → `(logits_NL, out)`.
 
@@ -139,7 +144,7 @@ class AMSTGCN(nn.Module):
     (channel m·V·C + v·C + c); `"none"` skips it. `dtype` is the compute dtype (e.g. "bfloat16");
     params and BatchNorm statistics stay float32 and the logits are float32. `tcn_impl` picks
     the temporal-conv formulation ("matmul" | "conv" | "fft" | "auto", see `layers.TemporalConv`),
-    `gcn_impl` the graph conv's ("factored" | "kron" | "auto", or one entry per block; see
+    `gcn_impl` the graph conv's ("factored" | "kron" | "sparse" | "auto", or one per block; see
     `layers.GraphConv` and `gcn_impls_for`), `activation_layout` the blocks' activation layout
     ("NTVC" | "VNTC" | "auto", see `activation_layout_for`); `blocks` lists (out channels,
     stride, residual) per block (default: the upstream 10). None of these changes the params
@@ -191,7 +196,8 @@ class AMSTGCN(nn.Module):
             raise ValueError(f"AMSTGCN: input (N, M, T, V, C) = {x_NMTVC.shape} does not match "
                              f"layout {layout.name!r} (V={layout.num_nodes}) and "
                              f"in_channels={self.in_channels}")
-        adj_KVV = jnp.asarray(_adjacency(layout, self.strategy, self.max_hop, self.dilation))
+        adj_np = _adjacency(layout, self.strategy, self.max_hop, self.dilation)
+        adj_KVV = jnp.asarray(adj_np)
         out = {}
         x = x_NMTVC.astype(jnp.float32)
         if self.data_bn == "VC":
@@ -205,7 +211,12 @@ class AMSTGCN(nn.Module):
         x_NTVC = x.reshape(n * m, t, v, c)
         out["data_bn_out"] = x_NTVC
 
-        gcn_impls = gcn_impls_for(self.gcn_impl, self.blocks, v)
+        row_elements, t_in = [], t
+        for features, stride, _ in self.blocks:
+            row_elements.append(n * m * t_in * features)
+            t_in = (t_in - 1) // stride + 1
+        gcn_impls = gcn_impls_for(self.gcn_impl, self.blocks, v, self.activation_layout,
+                                  row_elements)
         act_layout = activation_layout_for(self.activation_layout, gcn_impls)
         # Blocks run on x_VNTC = (V, N·M, T, C) in that layout; `out` keeps x_NTVC.
         x = from_ntvc(x_NTVC, act_layout)
@@ -219,7 +230,9 @@ class AMSTGCN(nn.Module):
                 features, adj_KVV.shape[0], stride, residual,
                 dropout=0.0 if i == 0 else self.dropout,  # upstream block 0 gets no dropout
                 temporal_kernel=self.temporal_kernel, tcn_impl=self.tcn_impl,
-                gcn_impl=gcn_impls[i], attention_convs=tuple(att_s),
+                gcn_impl=gcn_impls[i],
+                gcn_support=_support(adj_np) if gcn_impls[i] == "sparse" else None,
+                attention_convs=tuple(att_s),
                 attention_convt=tuple(att_t), dtype=dtype, layout=act_layout,
                 name=f"block{i}")(x, adj, train)
             out[f"block{i}"] = to_ntvc(x, act_layout)
@@ -247,16 +260,31 @@ STGCN = AMSTGCN  # a plain ST-GCN is the attention-free configuration
 KRON_MAX_WIDTH = 4608
 
 
-def gcn_impls_for(gcn_impl, blocks, num_nodes: int) -> tuple[str, ...]:
-    """One `GraphConv` impl per block from `gcn_impl`: "factored", "kron", a per-block tuple,
-    or "auto" (kron on GPU where V·Cout <= KRON_MAX_WIDTH, else factored; always factored on
-    CPU, which is compute-bound and where kron's extra FLOPs cost 5x)."""
+# "auto" uses the sparse graph conv on CPU from this many elements per node row (N·M·T·Cout
+# of a block): below it both forms take the same time (N·M = 2, T = 20, 64 channels) and the
+# sparse one compiles 3x slower (0.6 vs 0.2 s per block), which unit-test-sized models feel.
+SPARSE_MIN_ROW_ELEMENTS = 2 ** 14
+
+
+def gcn_impls_for(gcn_impl, blocks, num_nodes: int, activation_layout: str = "auto",
+                  row_elements: Sequence[int] | None = None) -> tuple[str, ...]:
+    """One `GraphConv` impl per block from `gcn_impl`: "factored", "kron", "sparse", a
+    per-block tuple, or "auto": on GPU kron where V·Cout <= KRON_MAX_WIDTH, else factored; on
+    CPU sparse (the adjacency's non-zeros only, `graph_sparse`) where the block's node rows
+    (`row_elements`, N·M·T·Cout; None: large) reach SPARSE_MIN_ROW_ELEMENTS, else factored.
+    Sparse needs the V-major layout, so an `activation_layout` of "NTVC" keeps factored. The
+    CPU is compute-bound: kron's extra FLOPs cost 5x there, and skipping the zeros made the
+    NTU train step 7-10% faster (benchmarks/README.md, "Round 6")."""
     if isinstance(gcn_impl, (tuple, list)):
         if len(gcn_impl) != len(blocks):
             raise ValueError(f"gcn_impl has {len(gcn_impl)} entries for {len(blocks)} blocks")
         return tuple(gcn_impl)
     if gcn_impl != "auto":
         return (gcn_impl,) * len(blocks)
+    if jax.default_backend() == "cpu":
+        sizes = row_elements if row_elements is not None else (SPARSE_MIN_ROW_ELEMENTS,) * len(blocks)
+        return tuple("sparse" if activation_layout != "NTVC" and size >= SPARSE_MIN_ROW_ELEMENTS
+                     else "factored" for size in sizes)
     gpu = jax.default_backend() == "gpu"
     return tuple("kron" if gpu and num_nodes * features <= KRON_MAX_WIDTH else "factored"
                  for features, _, _ in blocks)
@@ -271,14 +299,20 @@ def activation_layout_for(activation_layout: str, gcn_impls) -> str:
     (benchmarks/README.md, "CPU results"). GPUs keep NTVC until measured.
     """
     if activation_layout == "auto":
+        if "kron" in gcn_impls and "sparse" in gcn_impls:
+            raise ValueError("gcn_impl='kron' (NTVC) and 'sparse' (VNTC) blocks cannot share "
+                             "one activation layout")
         cpu = jax.default_backend() == "cpu"
-        return "VNTC" if cpu and "kron" not in gcn_impls else "NTVC"
+        return "VNTC" if (cpu or "sparse" in gcn_impls) and "kron" not in gcn_impls else "NTVC"
     if activation_layout not in LAYOUTS:
         raise ValueError(f"activation_layout must be one of {LAYOUTS} or 'auto', "
                          f"got {activation_layout!r}")
     if activation_layout == "VNTC" and "kron" in gcn_impls:
         raise ValueError("activation_layout='VNTC' cannot run gcn_impl='kron' blocks; use "
                          "'NTVC' or gcn_impl='factored'")
+    if activation_layout == "NTVC" and "sparse" in gcn_impls:
+        raise ValueError("activation_layout='NTVC' cannot run gcn_impl='sparse' blocks; use "
+                         "'VNTC' or gcn_impl='factored'")
     return activation_layout
 
 

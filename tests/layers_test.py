@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from amstgcn_jax import graph
+from amstgcn_jax import graph, graph_sparse
 from amstgcn_jax.layers import (
     FFT_INFER_CHANNELS,
     Dropout,
@@ -50,11 +50,15 @@ def _upstream_graph_conv(x_NTVC, kernel, bias, adj_KVV):
     (16, 8, True, "factored", "NTVC"), (3, 8, None, "kron", "NTVC"),
     (16, 8, None, "kron", "NTVC"), (3, 8, None, "factored", "VNTC"),
     (3, 8, False, "factored", "VNTC"), (8, 8, None, "factored", "VNTC"),
-    (16, 8, None, "factored", "VNTC"), (16, 8, True, "factored", "VNTC")])
+    (16, 8, None, "factored", "VNTC"), (16, 8, True, "factored", "VNTC"),
+    (3, 8, None, "sparse", "VNTC"), (16, 8, None, "sparse", "VNTC"),
+    (8, 8, True, "sparse", "VNTC")])
 def test_graph_conv_matches_upstream_formula(c_in, c_out, aggregate_first, impl, layout):
     adj = graph.build_adjacency("ntu-rgb+d") * (1 + 0.1 * np.asarray(_rand(5, (3, 25, 25))))
     x = _rand(1, (2, 6, 25, c_in))
-    layer = GraphConv(c_out, 3, aggregate_first=aggregate_first, impl=impl, layout=layout)
+    support = graph_sparse.support_of(graph.build_adjacency("ntu-rgb+d"))
+    layer = GraphConv(c_out, 3, aggregate_first=aggregate_first, impl=impl, layout=layout,
+                      support=support if impl == "sparse" else None)
     variables = _randomize(layer.init(jax.random.key(0), from_ntvc(x, layout), adj))
     got = to_ntvc(jax.jit(layer.apply)(variables, from_ntvc(x, layout), adj), layout)
     ref = _upstream_graph_conv(x, variables["params"]["kernel"], variables["params"]["bias"], adj)
@@ -68,6 +72,11 @@ def test_graph_conv_rejects_kron_on_v_major_and_unknown_layouts():
         GraphConv(4, 3, impl="kron", layout="VNTC").init(jax.random.key(0), x, adj)
     with pytest.raises(ValueError, match="unknown layout"):
         GraphConv(4, 3, layout="TVNC").init(jax.random.key(0), x, adj)
+    with pytest.raises(ValueError, match="sparse.*VNTC.*support"):
+        GraphConv(4, 3, impl="sparse", layout="VNTC").init(jax.random.key(0), x, adj)
+    with pytest.raises(ValueError, match="sparse.*VNTC.*support"):
+        GraphConv(4, 3, impl="sparse", support=graph_sparse.support_of(adj)).init(
+            jax.random.key(0), x.transpose(1, 2, 0, 3), adj)
 
 
 def test_graph_locality_zero_gradient_between_non_adjacent_joints():

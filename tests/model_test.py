@@ -195,12 +195,17 @@ def test_stgcn_alias_and_defaults():
 
 
 def test_gcn_impl_choice_per_block_and_same_outputs(monkeypatch):
-    """'auto' is factored on CPU and Kronecker on GPU up to V·C = KRON_MAX_WIDTH; every choice
+    """'auto' is sparse on CPU from SPARSE_MIN_ROW_ELEMENTS per node row (factored below it
+    or with NTVC activations) and Kronecker on GPU up to V·C = KRON_MAX_WIDTH; every choice
     shares the parameters and gives the same features (train mode, gradients included)."""
     from amstgcn_jax import model as model_lib
 
     blocks = model_lib.STGCN_BLOCKS
-    assert model_lib.gcn_impls_for("auto", blocks, 25) == ("factored",) * 10  # CPU backend
+    assert model_lib.gcn_impls_for("auto", blocks, 25) == ("sparse",) * 10  # CPU backend
+    assert model_lib.gcn_impls_for("auto", blocks, 25, "NTVC") == ("factored",) * 10
+    small = model_lib.SPARSE_MIN_ROW_ELEMENTS - 1
+    assert model_lib.gcn_impls_for("auto", blocks[:2], 25, "auto", (small, small + 1)) == (
+        "factored", "sparse")
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert model_lib.gcn_impls_for("auto", blocks, 25) == ("kron",) * 7 + ("factored",) * 3
     assert model_lib.gcn_impls_for("auto", blocks, 18) == ("kron",) * 10
@@ -218,7 +223,7 @@ def test_gcn_impl_choice_per_block_and_same_outputs(monkeypatch):
 
     (ref_loss, ref_out), ref_grads = jax.value_and_grad(
         lambda v: loss(ref_model, v), has_aux=True)(variables)
-    for impl in ("kron", ("kron", "factored", "kron")):
+    for impl in ("kron", ("kron", "factored", "kron"), "sparse"):
         model = _tiny(num_classes=5, gcn_impl=impl)
         (val, out), grads = jax.value_and_grad(
             functools.partial(loss, model), has_aux=True)(variables)
@@ -238,7 +243,12 @@ def test_activation_layout_choice_and_same_outputs(monkeypatch):
     assert model_lib.activation_layout_for("auto", ("factored", "kron")) == "NTVC"
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert model_lib.activation_layout_for("auto", ("factored",) * 3) == "NTVC"
+    assert model_lib.activation_layout_for("auto", ("sparse",) * 3) == "VNTC"
     monkeypatch.undo()
+    with pytest.raises(ValueError, match="cannot run gcn_impl='sparse'"):
+        model_lib.activation_layout_for("NTVC", ("sparse",))
+    with pytest.raises(ValueError, match="cannot share"):
+        model_lib.activation_layout_for("auto", ("sparse", "kron"))
     with pytest.raises(ValueError, match="cannot run gcn_impl='kron'"):
         model_lib.activation_layout_for("VNTC", ("kron",))
     with pytest.raises(ValueError, match="activation_layout must be one of"):
