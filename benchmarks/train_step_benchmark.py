@@ -53,8 +53,8 @@ def parse_args(argv=None):
                    help="the blocks' activation layout (auto: VNTC on CPU, NTVC on GPU; "
                         "amstgcn_jax.model.activation_layout_for)")
     p.add_argument("--gcn-impl", default="auto",
-                   help="graph conv: auto | factored | kron, or one per block joined by '+' "
-                        "(amstgcn_jax.model.gcn_impls_for)")
+                   help="graph conv: auto | factored | kron | sparse, or one per block joined by "
+                        "'+' (amstgcn_jax.model.gcn_impls_for; auto: sparse on CPU)")
     p.add_argument("--dataset", choices=sorted(DATASETS), default="ntu")
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--batch", type=int, default=4)
