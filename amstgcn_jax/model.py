@@ -211,10 +211,10 @@ class AMSTGCN(nn.Module):
         x_NTVC = x.reshape(n * m, t, v, c)
         out["data_bn_out"] = x_NTVC
 
-        row_elements, t_in = [], t
+        row_elements, t_in, c_in = [], t, c
         for features, stride, _ in self.blocks:
-            row_elements.append(n * m * t_in * features)
-            t_in = (t_in - 1) // stride + 1
+            row_elements.append(n * m * t_in * min(c_in, features))  # the aggregated width
+            t_in, c_in = (t_in - 1) // stride + 1, features
         gcn_impls = gcn_impls_for(self.gcn_impl, self.blocks, v, self.activation_layout,
                                   row_elements)
         act_layout = activation_layout_for(self.activation_layout, gcn_impls)
@@ -260,9 +260,10 @@ STGCN = AMSTGCN  # a plain ST-GCN is the attention-free configuration
 KRON_MAX_WIDTH = 4608
 
 
-# "auto" uses the sparse graph conv on CPU from this many elements per node row (N·M·T·Cout
-# of a block): below it both forms take the same time (N·M = 2, T = 20, 64 channels) and the
-# sparse one compiles 3x slower (0.6 vs 0.2 s per block), which unit-test-sized models feel.
+# "auto" uses the sparse graph conv on CPU from this many elements per aggregated node row
+# (N·M·T·min(Cin, Cout) of a block): below it both forms take about the same time (N·M = 2,
+# T = 20, 64 channels; NTU's 3-channel first block is faster dense) and the sparse one
+# compiles 3x slower (0.6 vs 0.2 s per block), which unit-test-sized models feel.
 SPARSE_MIN_ROW_ELEMENTS = 2 ** 14
 
 
@@ -270,8 +271,9 @@ def gcn_impls_for(gcn_impl, blocks, num_nodes: int, activation_layout: str = "au
                   row_elements: Sequence[int] | None = None) -> tuple[str, ...]:
     """One `GraphConv` impl per block from `gcn_impl`: "factored", "kron", "sparse", a
     per-block tuple, or "auto": on GPU kron where V·Cout <= KRON_MAX_WIDTH, else factored; on
-    CPU sparse (the adjacency's non-zeros only, `graph_sparse`) where the block's node rows
-    (`row_elements`, N·M·T·Cout; None: large) reach SPARSE_MIN_ROW_ELEMENTS, else factored.
+    CPU sparse (the adjacency's non-zeros only, `graph_sparse`) where the block's aggregated
+    rows (`row_elements`, N·M·T·min(Cin, Cout); None: large) reach SPARSE_MIN_ROW_ELEMENTS,
+    else factored.
     Sparse needs the V-major layout, so an `activation_layout` of "NTVC" keeps factored. The
     CPU is compute-bound: kron's extra FLOPs cost 5x there, and skipping the zeros made the
     NTU train step 7-10% faster (benchmarks/README.md, "Round 6")."""
@@ -282,9 +284,10 @@ def gcn_impls_for(gcn_impl, blocks, num_nodes: int, activation_layout: str = "au
     if gcn_impl != "auto":
         return (gcn_impl,) * len(blocks)
     if jax.default_backend() == "cpu":
-        sizes = row_elements if row_elements is not None else (SPARSE_MIN_ROW_ELEMENTS,) * len(blocks)
+        if row_elements is None:
+            row_elements = (SPARSE_MIN_ROW_ELEMENTS,) * len(blocks)
         return tuple("sparse" if activation_layout != "NTVC" and size >= SPARSE_MIN_ROW_ELEMENTS
-                     else "factored" for size in sizes)
+                     else "factored" for size in row_elements)
     gpu = jax.default_backend() == "gpu"
     return tuple("kron" if gpu and num_nodes * features <= KRON_MAX_WIDTH else "factored"
                  for features, _, _ in blocks)
