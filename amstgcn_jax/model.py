@@ -261,10 +261,12 @@ KRON_MAX_WIDTH = 4608
 
 
 # "auto" uses the sparse graph conv on CPU from this many elements per aggregated node row
-# (N·M·T·min(Cin, Cout) of a block): below it both forms take about the same time (N·M = 2,
-# T = 20, 64 channels; NTU's 3-channel first block is faster dense) and the sparse one
-# compiles 3x slower (0.6 vs 0.2 s per block), which unit-test-sized models feel.
-SPARSE_MIN_ROW_ELEMENTS = 2 ** 14
+# (N·M·T·min(Cin, Cout) of a block). NTU train step (batch 4, N·M = 8), dense -> sparse:
+# 578 -> 519 ms at T = 64 (32,768 elements), 1,166 -> 1,056 ms at T = 128, 2.89 -> 2.56 s at
+# T = 300. Below it the loops' per-row cost wins: configs/synthetic.py (16,384 elements per
+# row) trained at 52 instead of 74 clips/s. NTU's 3-channel first block (7,200) stays dense,
+# and small models also compile 3x faster dense (0.2 vs 0.6 s per block).
+SPARSE_MIN_ROW_ELEMENTS = 2 ** 15
 
 
 def gcn_impls_for(gcn_impl, blocks, num_nodes: int, activation_layout: str = "auto",
