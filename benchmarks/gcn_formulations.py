@@ -14,7 +14,6 @@ against the factored one first. The last line printed is one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -25,16 +24,9 @@ import train_step_benchmark as harness  # (same directory; needs the sys.path en
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch", type=int, default=4, help="clips (NTU: 2 persons, 25 joints)")
-    p.add_argument("--frames", type=int, default=300)
-    p.add_argument("--impls", default="factored,sparse")
+    p = harness.layer_benchmark_parser(__doc__.split("\n\n")[0], "factored,sparse")
     p.add_argument("--blocks", default=None, help="comma-separated `block_shapes` names "
                    "(default: all)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    p.add_argument("--malloc", choices=("default", "keep"), default="default")
-    p.add_argument("--iters", type=int, default=5, help="interleaved timed rounds")
-    p.add_argument("--out", default=None, help="also append the JSON line to this file")
     return p.parse_args(argv)
 
 
@@ -48,8 +40,7 @@ def block_shapes(frames: int):
 
 def main(argv=None):
     args = parse_args(argv)
-    harness.configure_process(argparse.Namespace(device="cpu", threads=args.threads,
-                                                 triton_gemm=False, malloc=args.malloc))
+    harness.start_layer_benchmark(args)
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -88,8 +79,8 @@ def main(argv=None):
             t0 = time.perf_counter()
             compiled = both.lower(params, x, mask, probe).compile()
             compile_s[impl] = round(time.perf_counter() - t0, 2)
-            calls[impl] = lambda f=compiled, p=params, x=x: jax.block_until_ready(
-                f(p, x, mask, probe))
+            calls[impl] = lambda f=compiled, p=params, x=x, m=mask, probe=probe: (
+                jax.block_until_ready(f(p, x, m, probe)))
             calls[impl]()
         times = harness.timed_rounds(calls, args.iters)
         result[name] = {f"{impl}_fwd_bwd_ms": round(1e3 * statistics.median(sec), 1)
@@ -99,10 +90,7 @@ def main(argv=None):
         print(f"{name:16s} " + "  ".join(
             f"{impl} {result[name][f'{impl}_fwd_bwd_ms']:7.1f} ms (compile {compile_s[impl]} s)"
             for impl in impls), flush=True)
-    harness.emit_json({"host": {"cpu": harness._cpu_name(), "threads": args.threads,
-                                "malloc": args.malloc},
-                       "versions": {"jax": jax.__version__}, "batch": args.batch,
-                       "frames": args.frames, "blocks": result}, args.out)
+    harness.emit_layer_benchmark(args, jax.__version__, result)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ matmul's first. The last line printed is one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -22,14 +21,7 @@ import train_step_benchmark as harness  # (same directory; needs the sys.path en
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch", type=int, default=4, help="clips (NTU: 2 persons, 25 joints)")
-    p.add_argument("--frames", type=int, default=300)
-    p.add_argument("--impls", default="matmul,conv,fft")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    p.add_argument("--malloc", choices=("default", "keep"), default="default")
-    p.add_argument("--iters", type=int, default=5, help="interleaved timed rounds")
-    p.add_argument("--out", default=None, help="also append the JSON line to this file")
+    p = harness.layer_benchmark_parser(__doc__.split("\n\n")[0], "matmul,conv,fft")
     return p.parse_args(argv)
 
 
@@ -43,8 +35,7 @@ def block_shapes(frames: int):
 
 def main(argv=None):
     args = parse_args(argv)
-    harness.configure_process(argparse.Namespace(device="cpu", threads=args.threads,
-                                                 triton_gemm=False, malloc=args.malloc))
+    harness.start_layer_benchmark(args)
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -80,10 +71,7 @@ def main(argv=None):
         print(f"{name:16s} " + "  ".join(f"{impl} fwd {result[name][f'{impl}_fwd_ms']:7.1f} / "
                                          f"fwd+bwd {result[name][f'{impl}_fwd_bwd_ms']:7.1f} ms"
                                          for impl in impls), flush=True)
-    harness.emit_json({"host": {"cpu": harness._cpu_name(), "threads": args.threads,
-                                "malloc": args.malloc},
-                       "versions": {"jax": jax.__version__}, "batch": args.batch,
-                       "frames": args.frames, "blocks": result}, args.out)
+    harness.emit_layer_benchmark(args, jax.__version__, result)
 
 
 if __name__ == "__main__":

@@ -585,6 +585,32 @@ def main(argv=None):
     return out
 
 
+def layer_benchmark_parser(description: str, impls: str) -> argparse.ArgumentParser:
+    """The options shared by the per-block layer benchmarks (tcn_ and gcn_formulations.py)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--batch", type=int, default=4, help="clips (NTU: 2 persons, 25 joints)")
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--impls", default=impls)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--malloc", choices=("default", "keep"), default="default")
+    p.add_argument("--iters", type=int, default=5, help="interleaved timed rounds")
+    p.add_argument("--out", default=None, help="also append the JSON line to this file")
+    return p
+
+
+def start_layer_benchmark(args) -> None:
+    """CPU process set-up for a layer benchmark: before jax is imported."""
+    configure_process(argparse.Namespace(device="cpu", threads=args.threads, triton_gemm=False,
+                                         malloc=args.malloc))
+
+
+def emit_layer_benchmark(args, jax_version: str, blocks: dict) -> None:
+    """A layer benchmark's last line: host, versions, shape and the per-block results."""
+    emit_json({"host": {"cpu": _cpu_name(), "threads": args.threads, "malloc": args.malloc},
+               "versions": {"jax": jax_version}, "batch": args.batch, "frames": args.frames,
+               "blocks": blocks}, args.out)
+
+
 def emit_json(record: dict, out_path: str | None, **dumps_kwargs) -> None:
     """Prints `record` as the last line (one JSON object) and appends it to `out_path` if set."""
     line = json.dumps(record, **dumps_kwargs)
