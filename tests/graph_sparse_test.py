@@ -140,3 +140,22 @@ def test_mix_rows_is_linear_with_transposed_vjp():
         plan, coef, parts)[0], jax.jit(dense)(coef, parts), rtol=1e-6, atol=1e-6)
     for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
         np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
+
+
+def test_data_parallel_sharding_gives_the_single_device_result():
+    """With the batch axis of x_VNTC sharded over 4 devices (the trainer's data parallelism),
+    the loops, row slices and the per-entry dot products still give the single-device values
+    and gradients."""
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    adj = jnp.asarray(graph.build_adjacency("ntu-rgb+d"))
+    _, sparse, variables, x = _dense_and_sparse(adj, 8, 8, x_shape=(4, 3))
+    mask = 1.0 + 0.2 * _rand(7, adj.shape)
+    ref = _value_and_grads(sparse, variables, x, adj, mask)
+    mesh = Mesh(np.array(jax.devices()[:4]), ("data",))
+    x_sharded = jax.device_put(x, NamedSharding(mesh, P(None, "data")))
+    got = _value_and_grads(sparse, variables, x_sharded, adj, mask)
+    assert got[1][1].sharding.spec == P(None, "data")  # the input gradient stays sharded
+    for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
