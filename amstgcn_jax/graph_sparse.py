@@ -240,11 +240,13 @@ def graph_conv_sparse_vntc(x_VNTC, adj_KVV, kernel, bias_WD, support: tuple,
     if aggregate_first:
         # xa[k, w] = Σ_v A[k, v, w] x[v] on the rows some edge reaches, then the 1×1 conv.
         parts = mix_rows(plan.mix, coef, (x_VNTC.reshape(v, n * t, c_in),))
-        y = jnp.zeros((v, n * t, c_out), x_VNTC.dtype)
         if plan.full:
             # Column g·Cin + c of the grouped rows meets W[c, k_g, :].
             w = w_CKD[:, full].transpose(1, 0, 2).reshape(len(full) * c_in, c_out)
-            y = jnp.dot(parts[0].reshape(v * n * t, len(full) * c_in), w).reshape(y.shape)
+            y = jnp.dot(parts[0].reshape(v * n * t, len(full) * c_in), w)
+            y = y.reshape(v, n * t, c_out)
+        else:
+            y = jnp.zeros((v, n * t, c_out), x_VNTC.dtype)
         for part, (k, nodes) in zip(parts[len(parts) - len(plan.pruned):], plan.pruned):
             y_k = jnp.dot(part, w_CKD[:, k])
             for pos, node, length in _runs(nodes):  # in-place adds of the rows it reaches

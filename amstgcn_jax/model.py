@@ -131,11 +131,6 @@ def _adjacency(layout: graph.Layout, strategy: str, max_hop: int, dilation: int)
     return a
 
 
-def _support(adj_KVV: np.ndarray) -> tuple:
-    # edge_importance multiplies A entrywise: A ⊙ M is zero wherever A is.
-    return graph_sparse.support_of(adj_KVV)
-
-
 class AMSTGCN(nn.Module):
     """ST-GCN with optional attention placements; `__call__(x_NMTVC, train)` → `(logits_NL, out)`.
 
@@ -218,6 +213,8 @@ class AMSTGCN(nn.Module):
         gcn_impls = gcn_impls_for(self.gcn_impl, self.blocks, v, self.activation_layout,
                                   row_elements)
         act_layout = activation_layout_for(self.activation_layout, gcn_impls)
+        # edge_importance multiplies A entrywise: A ⊙ M is zero wherever A is.
+        support = graph_sparse.support_of(adj_np) if "sparse" in gcn_impls else None
         # Blocks run on x_VNTC = (V, N·M, T, C) in that layout; `out` keeps x_NTVC.
         x = from_ntvc(x_NTVC, act_layout)
         for i, ((features, stride, residual), (att_s, att_t)) in enumerate(
@@ -231,7 +228,7 @@ class AMSTGCN(nn.Module):
                 dropout=0.0 if i == 0 else self.dropout,  # upstream block 0 gets no dropout
                 temporal_kernel=self.temporal_kernel, tcn_impl=self.tcn_impl,
                 gcn_impl=gcn_impls[i],
-                gcn_support=_support(adj_np) if gcn_impls[i] == "sparse" else None,
+                gcn_support=support if gcn_impls[i] == "sparse" else None,
                 attention_convs=tuple(att_s),
                 attention_convt=tuple(att_t), dtype=dtype, layout=act_layout,
                 name=f"block{i}")(x, adj, train)
