@@ -26,6 +26,10 @@ Deliberate choice: the row sums run as `fori_loop`s over the output rows (one lo
 and writing them in place. Unrolled into one fused expression per row, the same sums ran up to
 15% faster on the 64-channel NTU block, but XLA:CPU compiled each row into its own kernel:
 2.5 s per block's forward+backward instead of 0.6 s (benchmarks/README.md, "Round 6").
+Elsewhere (`default_form`) the sums are unrolled ("unrolled" in `FORMS`): each output part is
+one stack of row sums, which XLA:GPU fuses into one kernel, where a loop would launch a
+kernel per row. The full subsets then keep one GEMM each, and the coefficient gradient is one
+(rows, ·) @ (·, rows) GEMM per pair of parts instead of a loop of dot products.
 `custom_vjp` functions have no forward-mode derivative: `jax.jvp` through this path fails
 (use `gcn_impl="factored"` for that).
 """
@@ -43,6 +47,14 @@ from jax import lax
 # A subset's row blocks are computed for its active nodes only when they are at most this
 # fraction of V: gathering 24 of 25 rows costs more than the 4% of the GEMM it saves.
 PRUNE_FRACTION = 0.5
+FORMS = ("loop", "unrolled")  # how the row sums run (`MixPlan.form`)
+
+
+def default_form() -> str:
+    """"loop" on XLA:CPU (the unrolled sums compile each row into its own kernel there),
+    "unrolled" elsewhere (XLA:GPU fuses them into one kernel; a loop would launch one kernel
+    per row and synchronise with the host on every trip)."""
+    return "loop" if jax.default_backend() == "cpu" else "unrolled"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,11 +65,13 @@ class MixPlan:
     `a[i]`; a part `(n, g)` is an array `(n, P, g, D)` whose rows are `a[i, :, j]` (g groups
     side by side, as one GEMM over g·D output columns writes them). `entries[c]` is
     `(out_address, in_address)`, an address being `(part, i, j)` (j None for plain parts).
+    `form="unrolled"` needs plain parts only.
     """
 
     in_parts: tuple
     out_parts: tuple
     entries: tuple
+    form: str = "loop"  # "loop" (fori_loops, for XLA:CPU) | "unrolled" (accelerators)
 
     @functools.cache  # noqa: B019 (frozen and hashable: the cache is keyed by value)
     def families(self, direction: str) -> tuple:
@@ -122,11 +136,40 @@ def _apply(families, dst_spec, coef, src, dtype):
     return tuple(out)
 
 
+def _apply_unrolled(families, dst_spec, coef, src, dtype):
+    """`_apply` written out row by row with static slices: each output part is one stack of
+    sums, which XLA:GPU fuses into a single kernel that reads every source row once."""
+    acc = jnp.promote_types(dtype, jnp.float32)
+    coef = jnp.asarray(coef).astype(acc)
+    rows = {}
+    for _, members in families:
+        for dst, terms in members:
+            total = None
+            for (p, i, j), c in terms:
+                row = src[p][i] if j is None else src[p][i, :, j]
+                term = coef[c] * row.astype(acc)
+                total = term if total is None else total + term
+            rows[dst] = total.astype(dtype)
+    zero = jnp.zeros((src[0].shape[1], src[0].shape[-1]), dtype)
+    out = []
+    for p, (n, g) in enumerate(dst_spec):
+        if g is not None:
+            raise ValueError("the unrolled row mix takes plain parts only")
+        out.append(jnp.stack([rows.get((p, i, None), zero) for i in range(n)]))
+    return tuple(out)
+
+
+def _apply_plan(plan: MixPlan, direction: str, coef, src, dtype):
+    dst_spec = plan.out_parts if direction == "forward" else plan.in_parts
+    apply = _apply_unrolled if plan.form == "unrolled" else _apply
+    return apply(plan.families(direction), dst_spec, coef, src, dtype)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def mix_rows(plan: MixPlan, coef, parts):
     """`plan` applied to the rows of `parts` (a tuple laid out as `plan.in_parts`) with the
     coefficients `coef` (one per entry): a tuple laid out as `plan.out_parts`."""
-    return _apply(plan.families("forward"), plan.out_parts, coef, parts, parts[0].dtype)
+    return _apply_plan(plan, "forward", coef, parts, parts[0].dtype)
 
 
 def _mix_rows_fwd(plan, coef, parts):
@@ -137,12 +180,23 @@ def _mix_rows_bwd(plan, residuals, d_out):
     coef, parts = residuals
     dtype = parts[0].dtype
     # Input gradient: the same kind of sum along the transposed pattern.
-    d_parts = _apply(plan.families("backward"), plan.in_parts, coef, d_out, dtype)
-    # Coefficient gradient: one dot product per entry, where the dense form's skinny GEMM
-    # computes all K·V·W of them for the mask to zero most.
+    d_parts = _apply_plan(plan, "backward", coef, d_out, dtype)
     acc = jnp.promote_types(dtype, jnp.float32)
     table = np.array([[o[0], o[1], o[2] or 0, i[0], i[1], i[2] or 0]
                       for o, i in plan.entries], np.int32)
+    if plan.form == "unrolled":
+        # One (rows_in, ·) @ (·, rows_out) GEMM per pair of parts, all row pairs at once: a
+        # memory-bound pass for cuBLAS, where one reduction kernel per entry would be 73.
+        d_coef = jnp.zeros((len(plan.entries),), acc)
+        for p_out, p_in in sorted({(o[0], i[0]) for o, i in plan.entries}):
+            rows = np.nonzero((table[:, 0] == p_out) & (table[:, 3] == p_in))[0]
+            a, b = parts[p_in], d_out[p_out]
+            gram = jnp.dot(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1).T,
+                           preferred_element_type=acc)
+            d_coef = d_coef.at[rows].set(gram[table[rows, 4], table[rows, 1]])
+        return d_coef.astype(jnp.asarray(coef).dtype), d_parts
+    # Coefficient gradient: one dot product per entry, where the dense form's skinny GEMM
+    # computes all K·V·W of them for the mask to zero most.
     d_coef = jnp.zeros((len(plan.entries),), acc)
     for p_out, p_in in sorted({(o[0], i[0]) for o, i in plan.entries}):
         rows = np.nonzero((table[:, 0] == p_out) & (table[:, 3] == p_in))[0]
@@ -173,12 +227,17 @@ class SparseGraphPlan:
     full: tuple
     pruned: tuple
     mix: MixPlan
+    grouped: bool = True  # the full subsets are one grouped part (one GEMM), else one each
 
 
 @functools.lru_cache(maxsize=256)
 def plan_for(support: tuple, num_subsets: int, num_nodes: int,
-             aggregate_first: bool) -> SparseGraphPlan:
-    """The plan for `support` ((k, v, w) triples: A[k, v, w] may be non-zero)."""
+             aggregate_first: bool, form: str = "loop") -> SparseGraphPlan:
+    """The plan for `support` ((k, v, w) triples: A[k, v, w] may be non-zero). `form="loop"`
+    groups the full subsets into one part (one wider GEMM, faster on the CPU); "unrolled"
+    keeps one plain part per subset, which its GEMM coefficient gradient needs."""
+    if form not in FORMS:
+        raise ValueError(f"sparse graph conv form must be one of {FORMS}, got {form!r}")
     k_n, v_n = num_subsets, num_nodes
     entries = sorted({tuple(int(i) for i in e) for e in support})
     for k, v, w in entries:
@@ -190,23 +249,27 @@ def plan_for(support: tuple, num_subsets: int, num_nodes: int,
     full = tuple(k for k in range(k_n) if len(active[k]) > PRUNE_FRACTION * v_n)
     pruned = tuple((k, tuple(active[k])) for k in range(k_n)
                    if active[k] and k not in full)
-    grouped = ((v_n, len(full)),) if full else ()
+    group = form == "loop"
+    if group:
+        grouped = ((v_n, len(full)),) if full else ()
+    else:
+        grouped = ((v_n, None),) * len(full)
     plain = tuple((len(nodes), None) for _, nodes in pruned)
     pruned_part = {k: (len(grouped) + p, nodes) for p, (k, nodes) in enumerate(pruned)}
 
     def address(k, node):  # the (subset k, node) row on the GEMM side
         if k in full:
-            return (0, node, full.index(k))
+            return (0, node, full.index(k)) if group else (full.index(k), node, None)
         p, nodes = pruned_part[k]
         return (p, nodes.index(node), None)
 
     if aggregate_first:  # x rows (V) -> per-subset aggregated rows
         mix = MixPlan(((v_n, None),), grouped + plain,
-                      tuple((address(k, w), (0, v, None)) for k, v, w in entries))
+                      tuple((address(k, w), (0, v, None)) for k, v, w in entries), form)
     else:  # per-subset transformed rows -> y rows (V)
         mix = MixPlan(grouped + plain, ((v_n, None),),
-                      tuple(((0, w, None), address(k, v)) for k, v, w in entries))
-    return SparseGraphPlan(tuple(entries), full, pruned, mix)
+                      tuple(((0, w, None), address(k, v)) for k, v, w in entries), form)
+    return SparseGraphPlan(tuple(entries), full, pruned, mix, group)
 
 
 def support_of(adj_KVV) -> tuple:
@@ -225,13 +288,14 @@ def _runs(nodes):
 
 
 def graph_conv_sparse_vntc(x_VNTC, adj_KVV, kernel, bias_WD, support: tuple,
-                           aggregate_first: bool):
+                           aggregate_first: bool, form: str | None = None):
     """`GraphConv` on `x_VNTC` over the entries in `support` only; `adj_KVV` must be zero
     outside it (as `A ⊙ edge_importance` is where A is). `kernel (Cin, K·Cout)` is K-major as
-    upstream; `bias_WD` is the upstream bias after the aggregation."""
+    upstream; `bias_WD` is the upstream bias after the aggregation. `form`: see `FORMS`
+    (None: `default_form()`)."""
     v, n, t, c_in = x_VNTC.shape
     k_n, c_out = adj_KVV.shape[0], bias_WD.shape[-1]
-    plan = plan_for(support, k_n, v, aggregate_first)
+    plan = plan_for(support, k_n, v, aggregate_first, form or default_form())
     if not plan.support:  # an empty graph: only the bias reaches the output
         return jnp.broadcast_to(bias_WD[:, None, None], (v, n, t, c_out)).astype(x_VNTC.dtype)
     w_CKD = kernel.reshape(c_in, k_n, c_out)
@@ -240,11 +304,14 @@ def graph_conv_sparse_vntc(x_VNTC, adj_KVV, kernel, bias_WD, support: tuple,
     if aggregate_first:
         # xa[k, w] = Σ_v A[k, v, w] x[v] on the rows some edge reaches, then the 1×1 conv.
         parts = mix_rows(plan.mix, coef, (x_VNTC.reshape(v, n * t, c_in),))
-        if plan.full:
+        if plan.full and plan.grouped:
             # Column g·Cin + c of the grouped rows meets W[c, k_g, :].
             w = w_CKD[:, full].transpose(1, 0, 2).reshape(len(full) * c_in, c_out)
             y = jnp.dot(parts[0].reshape(v * n * t, len(full) * c_in), w)
             y = y.reshape(v, n * t, c_out)
+        elif plan.full:
+            y = sum(jnp.dot(parts[g].reshape(v * n * t, c_in), w_CKD[:, k])
+                    for g, k in enumerate(plan.full)).reshape(v, n * t, c_out)
         else:
             y = jnp.zeros((v, n * t, c_out), x_VNTC.dtype)
         for part, (k, nodes) in zip(parts[len(parts) - len(plan.pruned):], plan.pruned):
@@ -255,10 +322,13 @@ def graph_conv_sparse_vntc(x_VNTC, adj_KVV, kernel, bias_WD, support: tuple,
         return y.reshape(v, n, t, c_out) + bias_WD[:, None, None]
     # h[k, v] = x[v] @ W_k on the rows some edge reads, then y[w] = Σ A[k, v, w] h[k, v].
     parts = []
-    if plan.full:
+    if plan.full and plan.grouped:
         w = w_CKD[:, full].reshape(c_in, len(full) * c_out)
         h = jnp.dot(x_VNTC.reshape(v * n * t, c_in), w)
         parts.append(h.reshape(v, n * t, len(full), c_out))
+    elif plan.full:
+        parts.extend(jnp.dot(x_VNTC.reshape(v * n * t, c_in), w_CKD[:, k]).reshape(
+            v, n * t, c_out) for k in plan.full)
     for k, nodes in plan.pruned:
         rows = jnp.concatenate([x_VNTC[node:node + length]
                                 for _, node, length in _runs(nodes)])

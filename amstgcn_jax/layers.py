@@ -117,6 +117,7 @@ class GraphConv(nn.Module):
     # impl="sparse": the (k, v, w) entries where the adjacency may be non-zero
     # (`graph_sparse.support_of`); the adjacency must be zero everywhere else.
     support: tuple | None = None
+    sparse_form: str | None = None  # impl="sparse": `graph_sparse.FORMS`, None = per backend
 
     @nn.compact
     def __call__(self, x, adj_KVV):
@@ -143,7 +144,7 @@ class GraphConv(nn.Module):
         bias_WD = jnp.einsum("kw,kd->wd", adj_KVV.sum(1), bias.reshape(k, c_out))
         if self.impl == "sparse":
             return graph_sparse.graph_conv_sparse_vntc(x, adj_KVV, kernel, bias_WD,
-                                                       self.support, first)
+                                                       self.support, first, self.sparse_form)
         if self.layout == "VNTC":
             return _graph_conv_vntc(x, adj_KVV, kernel, bias, bias_WD, first)
         n, t, v, _ = x.shape

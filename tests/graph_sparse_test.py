@@ -15,13 +15,14 @@ def _rand(seed, shape, scale=1.0):
     return jnp.asarray(scale * np.random.default_rng(seed).standard_normal(shape), jnp.float32)
 
 
-def _dense_and_sparse(adj_KVV, c_in, c_out, aggregate_first=None, x_shape=(2, 5)):
+def _dense_and_sparse(adj_KVV, c_in, c_out, aggregate_first=None, x_shape=(2, 5),
+                      form="loop"):
     """(dense layer, sparse layer, variables, x_VNTC) for one adjacency."""
     k, v, _ = adj_KVV.shape
     support = graph_sparse.support_of(adj_KVV)
     dense = GraphConv(c_out, k, aggregate_first=aggregate_first, layout="VNTC")
     sparse = GraphConv(c_out, k, aggregate_first=aggregate_first, layout="VNTC",
-                       impl="sparse", support=support)
+                       impl="sparse", support=support, sparse_form=form)
     x = _rand(1, (v, *x_shape, c_in))
     variables = dense.init(jax.random.key(0), x, adj_KVV)
     params = variables["params"]
@@ -52,19 +53,22 @@ def _assert_same(dense, sparse, variables, x, adj_KVV):
         np.testing.assert_allclose(np.asarray(g) / scale, np.asarray(r) / scale, atol=1e-5)
 
 
+@pytest.mark.parametrize("form", graph_sparse.FORMS)
 @pytest.mark.parametrize("layout,c_in,c_out", [
     ("ntu-rgb+d", 3, 8), ("ntu-rgb+d", 8, 8), ("ntu-rgb+d", 12, 4), ("openpose", 3, 8),
     ("openpose", 12, 4), ("coco", 8, 8)])
-def test_sparse_matches_dense_on_skeleton_graphs(layout, c_in, c_out):
+def test_sparse_matches_dense_on_skeleton_graphs(layout, c_in, c_out, form):
     """Values and gradients (params, input, edge-importance mask) equal the dense graph conv's
-    on the spatial-strategy graphs, in both orders (aggregate first when Cin < Cout)."""
+    on the spatial-strategy graphs, in both orders (aggregate first when Cin < Cout) and both
+    forms of the row sums (CPU loops, accelerators' unrolled sums)."""
     adj = jnp.asarray(graph.build_adjacency(layout))
-    _assert_same(*_dense_and_sparse(adj, c_in, c_out), adj)
+    _assert_same(*_dense_and_sparse(adj, c_in, c_out, form=form), adj)
 
 
+@pytest.mark.parametrize("form", graph_sparse.FORMS)
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("aggregate_first", [False, True])
-def test_sparse_matches_dense_on_random_patterns(seed, aggregate_first):
+def test_sparse_matches_dense_on_random_patterns(seed, aggregate_first, form):
     """Random supports, including a subset with no edges, a full subset, nodes with no
     in-edges or no out-edges, and subsets pruned to a few rows."""
     rs = np.random.default_rng(seed)
@@ -73,7 +77,8 @@ def test_sparse_matches_dense_on_random_patterns(seed, aggregate_first):
     pattern = rs.random((k, v, v)) < density
     pattern[1] |= np.eye(v, dtype=bool)  # one subset with every node active
     adj = jnp.asarray(pattern * rs.uniform(0.2, 1.0, pattern.shape), jnp.float32)
-    _assert_same(*_dense_and_sparse(adj, 5, 6, aggregate_first, x_shape=(3, 4)), adj)
+    _assert_same(*_dense_and_sparse(adj, 5, 6, aggregate_first, x_shape=(3, 4), form=form),
+                 adj)
 
 
 def test_plan_prunes_sparse_subsets_and_groups_full_ones():
@@ -91,6 +96,13 @@ def test_plan_prunes_sparse_subsets_and_groups_full_ones():
     (k, targets), = aggregate_first.pruned
     assert k == 2 and targets == tuple(np.nonzero((adj[2] != 0).any(0))[0])
     assert len(transform_first.mix.entries) == len(aggregate_first.mix.entries) == 73
+    assert transform_first.mix.in_parts == ((25, 2), (len(sources), None))
+    # The unrolled form keeps one plain part per full subset, pruning the same rows.
+    unrolled = graph_sparse.plan_for(support, 3, 25, False, "unrolled")
+    assert not unrolled.grouped and unrolled.pruned == transform_first.pruned
+    assert unrolled.mix.in_parts == ((25, None), (25, None), (len(sources), None))
+    with pytest.raises(ValueError, match="form must be one of"):
+        graph_sparse.plan_for(support, 3, 25, False, "scan")
 
 
 def test_empty_graph_gives_the_bias_and_bad_support_is_named():
@@ -105,9 +117,10 @@ def test_empty_graph_gives_the_bias_and_bad_support_is_named():
             jax.random.key(0), x, adj)
 
 
-def test_bfloat16_close_to_float32():
+@pytest.mark.parametrize("form", graph_sparse.FORMS)
+def test_bfloat16_close_to_float32(form):
     adj = jnp.asarray(graph.build_adjacency("openpose"))
-    dense, sparse, variables, x = _dense_and_sparse(adj, 8, 8)
+    dense, sparse, variables, x = _dense_and_sparse(adj, 8, 8, form=form)
     sparse16 = sparse.clone(dtype=jnp.bfloat16)
     ref = dense.apply(variables, x, adj)
     got = jax.jit(sparse16.apply)(variables, x, adj)
@@ -116,10 +129,11 @@ def test_bfloat16_close_to_float32():
                                atol=0.02 * float(jnp.max(jnp.abs(ref))))
 
 
-def test_mix_rows_is_linear_with_transposed_vjp():
+@pytest.mark.parametrize("form", graph_sparse.FORMS)
+def test_mix_rows_is_linear_with_transposed_vjp(form):
     """The written-out VJP of `mix_rows` equals autodiff of the same map written densely."""
     adj = graph.build_adjacency("coco")
-    plan = graph_sparse.plan_for(graph_sparse.support_of(adj), 3, 17, False).mix
+    plan = graph_sparse.plan_for(graph_sparse.support_of(adj), 3, 17, False, form).mix
     coef = _rand(1, (len(plan.entries),))
     parts = tuple(_rand(2 + p, (n, 6, 3) if g is None else (n, 6, g, 3))
                   for p, (n, g) in enumerate(plan.in_parts))
@@ -142,15 +156,16 @@ def test_mix_rows_is_linear_with_transposed_vjp():
         np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
 
 
-def test_data_parallel_sharding_gives_the_single_device_result():
+@pytest.mark.parametrize("form", graph_sparse.FORMS)
+def test_data_parallel_sharding_gives_the_single_device_result(form):
     """With the batch axis of x_VNTC sharded over 4 devices (the trainer's data parallelism),
-    the loops, row slices and the per-entry dot products still give the single-device values
-    and gradients."""
+    the loops, row slices and the per-entry dot products (or the unrolled form's GEMMs over
+    the sharded axis) still give the single-device values and gradients."""
     from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as P
 
     adj = jnp.asarray(graph.build_adjacency("ntu-rgb+d"))
-    _, sparse, variables, x = _dense_and_sparse(adj, 8, 8, x_shape=(4, 3))
+    _, sparse, variables, x = _dense_and_sparse(adj, 8, 8, x_shape=(4, 3), form=form)
     mask = 1.0 + 0.2 * _rand(7, adj.shape)
     ref = _value_and_grads(sparse, variables, x, adj, mask)
     mesh = Mesh(np.array(jax.devices()[:4]), ("data",))
