@@ -152,8 +152,12 @@ class GraphConv(nn.Module):
             # M[v, c, w, d] = Σ_k A[k, v, w] · W[c, k, d]: one (V·Cin) x (V·Cout) GEMM per frame.
             w_CKD = kernel.reshape(c_in, k, c_out)
             m_VCWD = jnp.einsum("kvw,ckd->vcwd", adj_KVV, w_CKD)
-            y_NTWD = jnp.dot(x.reshape(n, t, v * c_in), m_VCWD.reshape(v * c_in, v * c_out))
-            return y_NTWD.reshape(n, t, v, c_out) + bias_WD[None, None]
+            # A 2-D GEMM plus a bias vector over its columns, the form cuBLAS can add in its
+            # epilogue: added to the 4-D view, XLA:GPU wrote the broadcast bias out as a
+            # full-size array for the GEMM to read (0.3-0.4 ms a block on an H100, sweep-2
+            # profile in benchmarks/README.md "GPU tuning").
+            y_MD = jnp.dot(x.reshape(n * t, v * c_in), m_VCWD.reshape(v * c_in, v * c_out))
+            return (y_MD + bias_WD.reshape(1, v * c_out)).reshape(n, t, v, c_out)
         if not first:
             y_NTVKC = (jnp.dot(x, kernel) + bias[None, None, None]).reshape(n, t, v, k, c_out)
             return jnp.einsum("ntvkc,kvw->ntwc", y_NTVKC, adj_KVV)
