@@ -141,8 +141,8 @@ class AMSTGCN(nn.Module):
     the temporal-conv formulation ("matmul" | "conv" | "fft" | "auto", see `layers.TemporalConv`),
     `gcn_impl` the graph conv's ("factored" | "kron" | "sparse" | "auto", or one per block; see
     `layers.GraphConv` and `gcn_impls_for`), `activation_layout` the blocks' activation layout
-    ("NTVC" | "VNTC" | "auto", see `activation_layout_for`); `blocks` lists (out channels,
-    stride, residual) per block (default: the upstream 10). None of these changes the params
+    ("NTVC" | "VNTC" | "auto" | "per_block", see `block_layouts_for`); `blocks` lists
+    (out channels, stride, residual) per block (default: the upstream 10). None of these changes the params
     or (beyond float rounding) the outputs; the dropout masks differ between layouts.
     """
 
@@ -212,13 +212,16 @@ class AMSTGCN(nn.Module):
             t_in, c_in = (t_in - 1) // stride + 1, features
         gcn_impls = gcn_impls_for(self.gcn_impl, self.blocks, v, self.activation_layout,
                                   row_elements)
-        act_layout = activation_layout_for(self.activation_layout, gcn_impls)
+        layouts = block_layouts_for(self.activation_layout, gcn_impls)
         # edge_importance multiplies A entrywise: A ⊙ M is zero wherever A is.
         support = graph_sparse.support_of(adj_np) if "sparse" in gcn_impls else None
-        # Blocks run on x_VNTC = (V, N·M, T, C) in that layout; `out` keeps x_NTVC.
-        x = from_ntvc(x_NTVC, act_layout)
+        # Blocks run on x_VNTC = (V, N·M, T, C) in that layout; `out` keeps x_NTVC. Where the
+        # layout changes between blocks, one transpose moves the activations.
+        x = from_ntvc(x_NTVC, layouts[0])
         for i, ((features, stride, residual), (att_s, att_t)) in enumerate(
                 zip(self.blocks, self._block_attention())):
+            if i and layouts[i] != layouts[i - 1]:
+                x = from_ntvc(to_ntvc(x, layouts[i - 1]), layouts[i])
             adj = adj_KVV
             if self.edge_importance:
                 adj = adj * self.param(f"edge_importance{i}", nn.initializers.ones,
@@ -230,15 +233,15 @@ class AMSTGCN(nn.Module):
                 gcn_impl=gcn_impls[i],
                 gcn_support=support if gcn_impls[i] == "sparse" else None,
                 attention_convs=tuple(att_s),
-                attention_convt=tuple(att_t), dtype=dtype, layout=act_layout,
+                attention_convt=tuple(att_t), dtype=dtype, layout=layouts[i],
                 name=f"block{i}")(x, adj, train)
-            out[f"block{i}"] = to_ntvc(x, act_layout)
+            out[f"block{i}"] = to_ntvc(x, layouts[i])
 
         x_NTVC = out[f"block{len(self.blocks) - 1}"]
         _, t_out, _, c_out = x_NTVC.shape
         out["feature"] = x_NTVC.reshape(n, m, t_out, v, c_out)
         # Pool over (T, V) in the blocks' layout: no transpose on the way to the logits.
-        spatial_axes = (0, 2) if act_layout == "VNTC" else (1, 2)
+        spatial_axes = (0, 2) if layouts[-1] == "VNTC" else (1, 2)
         pooled = x.astype(jnp.float32).mean(spatial_axes).reshape(n, m, c_out).mean(1)
         out["pooled"] = pooled
         logits_NL = nn.Dense(self.num_classes, kernel_init=conv_init,
@@ -292,6 +295,16 @@ def gcn_impls_for(gcn_impl, blocks, num_nodes: int, activation_layout: str = "au
                  for features, _, _ in blocks)
 
 
+def block_layouts_for(activation_layout: str, gcn_impls) -> tuple[str, ...]:
+    """Each block's activation layout. "per_block": NTVC for Kronecker blocks (they multiply
+    V·C-wide rows), VNTC for the others (a transpose-free aggregation), with one transpose
+    where consecutive blocks differ. Anything else is one layout for all blocks
+    (`activation_layout_for`)."""
+    if activation_layout == "per_block":
+        return tuple("NTVC" if impl == "kron" else "VNTC" for impl in gcn_impls)
+    return (activation_layout_for(activation_layout, gcn_impls),) * len(gcn_impls)
+
+
 def activation_layout_for(activation_layout: str, gcn_impls) -> str:
     """The blocks' activation layout: "NTVC", "VNTC", or "auto" = VNTC on CPU, NTVC elsewhere
     and wherever a block uses the Kronecker graph conv (which needs V next to C).
@@ -307,7 +320,7 @@ def activation_layout_for(activation_layout: str, gcn_impls) -> str:
         cpu = jax.default_backend() == "cpu"
         return "VNTC" if (cpu or "sparse" in gcn_impls) and "kron" not in gcn_impls else "NTVC"
     if activation_layout not in LAYOUTS:
-        raise ValueError(f"activation_layout must be one of {LAYOUTS} or 'auto', "
+        raise ValueError(f"activation_layout must be one of {LAYOUTS}, 'auto' or 'per_block', "
                          f"got {activation_layout!r}")
     if activation_layout == "VNTC" and "kron" in gcn_impls:
         raise ValueError("activation_layout='VNTC' cannot run gcn_impl='kron' blocks; use "

@@ -49,9 +49,11 @@ def parse_args(argv=None):
     p.add_argument("--tcn-impl", choices=("auto", "conv", "matmul", "fft"), default="auto",
                    help="TemporalConv impl (auto: fft for fp32 CPU training and for wide "
                         "stride-1 blocks in CPU inference, else conv)")
-    p.add_argument("--activation-layout", choices=("auto", "NTVC", "VNTC"), default="auto",
+    p.add_argument("--activation-layout", choices=("auto", "NTVC", "VNTC", "per_block"),
+                   default="auto",
                    help="the blocks' activation layout (auto: VNTC on CPU, NTVC on GPU; "
-                        "amstgcn_jax.model.activation_layout_for)")
+                        "per_block: NTVC for Kronecker blocks, VNTC for the others; "
+                        "amstgcn_jax.model.block_layouts_for)")
     p.add_argument("--gcn-impl", default="auto",
                    help="graph conv: auto | factored | kron | sparse, or one per block joined by "
                         "'+' (amstgcn_jax.model.gcn_impls_for; auto: sparse on CPU)")

@@ -259,6 +259,12 @@ def test_activation_layout_choice_and_same_outputs(monkeypatch):
                  ("se", "convt", 1, 1))
     models = {lay: _tiny(num_classes=5, attention=attention, activation_layout=lay)
               for lay in ("NTVC", "VNTC")}
+    # Layout changes between blocks: NTVC -> VNTC -> NTVC.
+    mixed = ("kron", "factored", "kron")
+    assert model_lib.block_layouts_for("per_block", mixed) == ("NTVC", "VNTC", "NTVC")
+    assert model_lib.block_layouts_for("VNTC", ("factored",) * 2) == ("VNTC", "VNTC")
+    models["per_block"] = _tiny(num_classes=5, attention=attention,
+                                activation_layout="per_block", gcn_impl=mixed)
     variables = models["NTVC"].init(_RNGS, x, train=False)
     variables = jax.tree.map(lambda a: a + 0.05 * jax.random.normal(jax.random.key(6), a.shape),
                              variables)  # non-identity attention, non-trivial BN
@@ -270,12 +276,13 @@ def test_activation_layout_choice_and_same_outputs(monkeypatch):
     results = {lay: jax.value_and_grad(functools.partial(loss, m), has_aux=True)(variables)
                for lay, m in models.items()}
     (_, (ref_logits, ref_out)), ref_grads = results["NTVC"]
-    (_, (logits, out)), grads = results["VNTC"]
-    np.testing.assert_allclose(logits, ref_logits, rtol=1e-5, atol=1e-5)
-    for key in ("block0", "block1", "block2", "feature", "pooled"):
-        assert out[key].shape == ref_out[key].shape
-        np.testing.assert_allclose(out[key], ref_out[key], rtol=1e-5, atol=1e-5)
-    for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
-        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
     eval_logits = {lay: m.apply(variables, x, train=False)[0] for lay, m in models.items()}
-    np.testing.assert_allclose(eval_logits["VNTC"], eval_logits["NTVC"], rtol=1e-5, atol=1e-5)
+    for lay in ("VNTC", "per_block"):
+        (_, (logits, out)), grads = results[lay]
+        np.testing.assert_allclose(logits, ref_logits, rtol=1e-5, atol=1e-5)
+        for key in ("block0", "block1", "block2", "feature", "pooled"):
+            assert out[key].shape == ref_out[key].shape
+            np.testing.assert_allclose(out[key], ref_out[key], rtol=1e-5, atol=1e-5)
+        for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+            np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(eval_logits[lay], eval_logits["NTVC"], rtol=1e-5, atol=1e-5)
