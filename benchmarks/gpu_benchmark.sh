@@ -9,6 +9,10 @@
 # BUDGET_S (default 260) bounds the whole script: a configuration starts only if its
 # estimate still fits, so the most important ones run first. Needs python3 with jax[cuda],
 # flax, optax, absl and torch (CUDA); amstgcn_jax is used from this checkout (no install).
+# NTU_FLAGS / KIN_FLAGS add harness flags to the JAX side of the NTU / Kinetics runs; with
+# TUNED=OUT/prof/results.json (from gpu_tuning.sh) they default to the fastest ntu_* / kin_*
+# variant's formulation flags (benchmarks/pick_variant.py), so the JAX-vs-PyTorch figures are
+# those of the best formulation the sweep found, named in the log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-./gpu_results}}
@@ -30,6 +34,13 @@ export PYTHONUNBUFFERED=1
 # an H100 2026-11-26 for every configuration below); cuBLAS GEMMs avoid the pass.
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false"
 START=$(date +%s)
+if [[ -n "${TUNED:-}" ]]; then
+  NTU_FLAGS=${NTU_FLAGS:-$($PY benchmarks/pick_variant.py "$TUNED" ntu_ 2>>"$LOG")}
+  KIN_FLAGS=${KIN_FLAGS:-$($PY benchmarks/pick_variant.py "$TUNED" kin_ 2>>"$LOG")}
+fi
+NTU_FLAGS=${NTU_FLAGS:-}
+KIN_FLAGS=${KIN_FLAGS:-}
+echo "== NTU_FLAGS='$NTU_FLAGS' KIN_FLAGS='$KIN_FLAGS'" | tee -a "$LOG"
 
 {
   echo "== $(date -u) $(uname -m)"
@@ -56,14 +67,14 @@ run() {
 
 # 1. ST-GCN, NTU, bf16: the headline training throughput (target >= 2,000 clips/s on an H100).
 run ntu_stgcn_bf16 70 150 --model stgcn --dataset ntu --frames "$NTU_T" --batch "$NTU_BATCH" \
-    --dtype bfloat16
+    --dtype bfloat16 $NTU_FLAGS
 # 2. AM-STGCN default (non-local x3 after ConvT of layer 3), NTU, bf16; the automatic attention
 #    implementation is cuDNN flash attention there (amstgcn_jax.attention._auto_impl).
 run ntu_amstgcn_bf16 80 150 --model am_stgcn --dataset ntu --frames "$NTU_T" \
-    --batch "$NTU_BATCH" --dtype bfloat16
+    --batch "$NTU_BATCH" --dtype bfloat16 $NTU_FLAGS
 # 3. Kinetics training crop, bf16: the epoch-time estimate (240,000 clips).
 run kinetics_stgcn_bf16 55 120 --model stgcn --dataset kinetics --frames "$KIN_T" \
-    --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer
+    --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer $KIN_FLAGS
 # 4. Kinetics AM-STGCN default and the ConvS placement (paper Table 8), JAX only.
 run kinetics_amstgcn_bf16 40 100 --model am_stgcn --dataset kinetics \
     --frames "$KIN_T" --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer --skip-torch
