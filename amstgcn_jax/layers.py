@@ -242,17 +242,10 @@ class TemporalConv(nn.Module):
 def _tcn_conv(x, kernel_K1IO, stride: int, time_axis: int = 1):
     """The (K, 1) temporal conv with symmetric padding as `lax.conv_general_dilated`.
 
-    `time_axis=1` (NTVC): NHWC with H = T. `time_axis=2` (VNTC): on CPU NHWC with H = N, W = T
-    and the kernel turned to (1, K); elsewhere the (V·N, T, 1, C) view with the (K, 1) kernel,
-    the conv cuDNN runs for NTVC (with W = 1 instead of V).
+    `time_axis=1` (NTVC): NHWC with H = T. `time_axis=2` (VNTC): NHWC with H = N, W = T and the
+    kernel turned to (1, K).
     """
     pad = (kernel_K1IO.shape[0] - 1) // 2
-    if time_axis == 2 and jax.default_backend() != "cpu":
-        v, n, t, c = x.shape
-        y = lax.conv_general_dilated(x.reshape(v * n, t, 1, c), kernel_K1IO, (stride, 1),
-                                     ((pad, pad), (0, 0)),
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return y.reshape(v, n, y.shape[1], y.shape[-1])
     if time_axis == 1:
         return lax.conv_general_dilated(x, kernel_K1IO, (stride, 1), ((pad, pad), (0, 0)),
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
