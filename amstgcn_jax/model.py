@@ -256,7 +256,10 @@ STGCN = AMSTGCN  # a plain ST-GCN is the attention-free configuration
 # (benchmarks/README.md, "GPU tuning"): it removes the pads and transposes XLA puts around the
 # factored einsum, which cost more than the extra FLOPs up to there (Kinetics all-kron 5,319 vs
 # 5,148 clips/s with 256-channel blocks factored); at V·C = 6,400 (NTU, 256 channels) the
-# (V·C)^2 matrix makes it FLOP-bound and the factored form wins (NTU 1,714 vs all-kron 1,602).
+# (V·C)^2 matrix makes it FLOP-bound and the factored form wins (NTU 1,714 vs all-kron 1,602),
+# and the sparse form more (sweep 4: 1,830 vs 1,778 factored). Below it, sparse lost to kron
+# (NTU sparse from 128 channels 1,504, everywhere 1,279), though measured with a V-major
+# temporal conv that cuDNN ran 5-12 ms slower per step than the one used now; not re-measured.
 KRON_MAX_WIDTH = 4608
 
 
@@ -272,63 +275,69 @@ SPARSE_MIN_ROW_ELEMENTS = 2 ** 15
 def gcn_impls_for(gcn_impl, blocks, num_nodes: int, activation_layout: str = "auto",
                   row_elements: Sequence[int] | None = None) -> tuple[str, ...]:
     """One `GraphConv` impl per block from `gcn_impl`: "factored", "kron", "sparse", a
-    per-block tuple, or "auto": on GPU kron where V·Cout <= KRON_MAX_WIDTH, else factored; on
-    CPU sparse (the adjacency's non-zeros only, `graph_sparse`) where the block's aggregated
-    rows (`row_elements`, N·M·T·min(Cin, Cout); None: large) reach SPARSE_MIN_ROW_ELEMENTS,
-    else factored.
-    Sparse needs the V-major layout, so an `activation_layout` of "NTVC" keeps factored. The
-    CPU is compute-bound: kron's extra FLOPs cost 5x there, and skipping the zeros made the
-    NTU train step 7-10% faster (benchmarks/README.md, "Round 6")."""
+    per-block tuple, or "auto":
+    - on GPU kron where V·Cout <= KRON_MAX_WIDTH, else sparse (the adjacency's non-zeros
+      only, `graph_sparse`, in its unrolled GPU form), on V-major activations in those blocks
+      (`block_layouts_for`): NTU's 256-channel blocks, where the factored form pays for pads
+      and transposes (NTU step 72.0 -> 70.0 ms, benchmarks/README.md "GPU tuning");
+    - on CPU sparse where the block's aggregated rows (`row_elements`, N·M·T·min(Cin, Cout);
+      None: large) reach SPARSE_MIN_ROW_ELEMENTS, else factored. The CPU is compute-bound:
+      kron's extra FLOPs cost 5x there, and skipping the zeros made the NTU train step 7-10%
+      faster (benchmarks/README.md, "Round 6");
+    - on other backends factored.
+    Sparse needs V-major activations and kron NTVC ones, so an explicit `activation_layout`
+    restricts the choice: "NTVC" takes factored for sparse, "VNTC" sparse for kron."""
     if isinstance(gcn_impl, (tuple, list)):
         if len(gcn_impl) != len(blocks):
             raise ValueError(f"gcn_impl has {len(gcn_impl)} entries for {len(blocks)} blocks")
         return tuple(gcn_impl)
     if gcn_impl != "auto":
         return (gcn_impl,) * len(blocks)
-    if jax.default_backend() == "cpu":
+    backend = jax.default_backend()
+    if backend == "cpu":
         if row_elements is None:
             row_elements = (SPARSE_MIN_ROW_ELEMENTS,) * len(blocks)
         return tuple("sparse" if activation_layout != "NTVC" and size >= SPARSE_MIN_ROW_ELEMENTS
                      else "factored" for size in row_elements)
-    gpu = jax.default_backend() == "gpu"
-    return tuple("kron" if gpu and num_nodes * features <= KRON_MAX_WIDTH else "factored"
+    if backend != "gpu":  # not measured elsewhere: the upstream order
+        return ("factored",) * len(blocks)
+    if activation_layout == "VNTC":  # kron needs NTVC
+        return ("sparse",) * len(blocks)
+    wide = "factored" if activation_layout == "NTVC" else "sparse"
+    return tuple("kron" if num_nodes * features <= KRON_MAX_WIDTH else wide
                  for features, _, _ in blocks)
 
 
 def block_layouts_for(activation_layout: str, gcn_impls) -> tuple[str, ...]:
-    """Each block's activation layout. "per_block": NTVC for Kronecker blocks (they multiply
-    V·C-wide rows), VNTC for the others (a transpose-free aggregation), with one transpose
-    where consecutive blocks differ. Anything else is one layout for all blocks
-    (`activation_layout_for`)."""
-    if activation_layout == "per_block":
-        return tuple("NTVC" if impl == "kron" else "VNTC" for impl in gcn_impls)
-    return (activation_layout_for(activation_layout, gcn_impls),) * len(gcn_impls)
+    """Each block's activation layout; one transpose moves the activations where consecutive
+    blocks differ.
 
-
-def activation_layout_for(activation_layout: str, gcn_impls) -> str:
-    """The blocks' activation layout: "NTVC", "VNTC", or "auto" = VNTC on CPU, NTVC elsewhere
-    and wherever a block uses the Kronecker graph conv (which needs V next to C).
+    "auto": per block, NTVC for Kronecker blocks (they multiply V·C-wide rows), VNTC for sparse
+    ones (a node's row is contiguous there), and for factored blocks VNTC on CPU, NTVC
+    elsewhere. "per_block": the same with every factored block VNTC. "NTVC" / "VNTC": that
+    layout in every block.
 
     On XLA:CPU, VNTC makes the graph aggregation a transpose-free GEMM and the temporal conv
     (in inference) a (1, 9) conv along the minor spatial axis, faster than the (9, 1) one
-    (benchmarks/README.md, "CPU results"). GPUs keep NTVC until measured.
+    (benchmarks/README.md, "CPU results"). On an H100, factored blocks were slower V-major
+    (NTU 1,573 against 1,778 clips/s NTVC), sparse ones faster than the factored NTVC form
+    at 256 channels ("GPU tuning", sweep 4).
     """
-    if activation_layout == "auto":
-        if "kron" in gcn_impls and "sparse" in gcn_impls:
-            raise ValueError("gcn_impl='kron' (NTVC) and 'sparse' (VNTC) blocks cannot share "
-                             "one activation layout")
-        cpu = jax.default_backend() == "cpu"
-        return "VNTC" if (cpu or "sparse" in gcn_impls) and "kron" not in gcn_impls else "NTVC"
+    if activation_layout in ("auto", "per_block"):
+        v_major = activation_layout == "per_block" or jax.default_backend() == "cpu"
+        factored = "VNTC" if v_major else "NTVC"
+        return tuple({"kron": "NTVC", "sparse": "VNTC"}.get(impl, factored)
+                     for impl in gcn_impls)
     if activation_layout not in LAYOUTS:
         raise ValueError(f"activation_layout must be one of {LAYOUTS}, 'auto' or 'per_block', "
                          f"got {activation_layout!r}")
     if activation_layout == "VNTC" and "kron" in gcn_impls:
         raise ValueError("activation_layout='VNTC' cannot run gcn_impl='kron' blocks; use "
-                         "'NTVC' or gcn_impl='factored'")
+                         "'NTVC', 'auto' or gcn_impl='factored'")
     if activation_layout == "NTVC" and "sparse" in gcn_impls:
         raise ValueError("activation_layout='NTVC' cannot run gcn_impl='sparse' blocks; use "
-                         "'VNTC' or gcn_impl='factored'")
-    return activation_layout
+                         "'VNTC', 'auto' or gcn_impl='factored'")
+    return (activation_layout,) * len(gcn_impls)
 
 
 def _plain(value):

@@ -51,12 +51,14 @@ def parse_args(argv=None):
                         "stride-1 blocks in CPU inference, else conv)")
     p.add_argument("--activation-layout", choices=("auto", "NTVC", "VNTC", "per_block"),
                    default="auto",
-                   help="the blocks' activation layout (auto: VNTC on CPU, NTVC on GPU; "
-                        "per_block: NTVC for Kronecker blocks, VNTC for the others; "
+                   help="the blocks' activation layout (auto: per block by the graph conv, "
+                        "NTVC for Kronecker, VNTC for sparse, for factored VNTC on CPU and NTVC "
+                        "on GPU; per_block: factored VNTC too; "
                         "amstgcn_jax.model.block_layouts_for)")
     p.add_argument("--gcn-impl", default="auto",
                    help="graph conv: auto | factored | kron | sparse, or one per block joined by "
-                        "'+' (amstgcn_jax.model.gcn_impls_for; auto: sparse on CPU)")
+                        "'+' (amstgcn_jax.model.gcn_impls_for; auto: sparse on CPU, kron up to "
+                        "V·C = 4608 and sparse beyond on GPU)")
     p.add_argument("--dataset", choices=sorted(DATASETS), default="ntu")
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--batch", type=int, default=4)

@@ -196,8 +196,9 @@ def test_stgcn_alias_and_defaults():
 
 def test_gcn_impl_choice_per_block_and_same_outputs(monkeypatch):
     """'auto' is sparse on CPU from SPARSE_MIN_ROW_ELEMENTS per node row (factored below it
-    or with NTVC activations) and Kronecker on GPU up to V·C = KRON_MAX_WIDTH; every choice
-    shares the parameters and gives the same features (train mode, gradients included)."""
+    or with NTVC activations) and on GPU Kronecker up to V·C = KRON_MAX_WIDTH, sparse beyond
+    (factored with NTVC activations); every choice shares the parameters and gives the same
+    features (train mode, gradients included)."""
     from amstgcn_jax import model as model_lib
 
     blocks = model_lib.STGCN_BLOCKS
@@ -207,8 +208,13 @@ def test_gcn_impl_choice_per_block_and_same_outputs(monkeypatch):
     assert model_lib.gcn_impls_for("auto", blocks[:2], 25, "auto", (small, small + 1)) == (
         "factored", "sparse")
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert model_lib.gcn_impls_for("auto", blocks, 25) == ("kron",) * 7 + ("factored",) * 3
+    assert model_lib.gcn_impls_for("auto", blocks, 25) == ("kron",) * 7 + ("sparse",) * 3
+    assert model_lib.gcn_impls_for("auto", blocks, 25, "NTVC") == ("kron",) * 7 + (
+        "factored",) * 3
+    assert model_lib.gcn_impls_for("auto", blocks, 25, "VNTC") == ("sparse",) * 10
     assert model_lib.gcn_impls_for("auto", blocks, 18) == ("kron",) * 10
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    assert model_lib.gcn_impls_for("auto", blocks, 25) == ("factored",) * 10
     monkeypatch.undo()
     with pytest.raises(ValueError, match="entries for 3 blocks"):
         model_lib.gcn_impls_for(("kron",), ((8, 1, False),) * 3, 25)
@@ -223,10 +229,20 @@ def test_gcn_impl_choice_per_block_and_same_outputs(monkeypatch):
 
     (ref_loss, ref_out), ref_grads = jax.jit(jax.value_and_grad(
         lambda v: loss(ref_model, v), has_aux=True))(variables)
-    for impl in ("kron", ("kron", "factored", "kron"), "sparse"):
-        model = _tiny(num_classes=5, gcn_impl=impl)
+    for impl in ("kron", ("kron", "factored", "kron"), "sparse", "gpu auto"):
+        if impl == "gpu auto":
+            # The GPU default, traced here: two Kronecker blocks on NTVC activations, then a
+            # sparse one (its unrolled form) on V-major ones.
+            monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+            monkeypatch.setattr(model_lib, "KRON_MAX_WIDTH", 25 * 8)
+            assert model_lib.gcn_impls_for("auto", _tiny().blocks, 25) == (
+                "kron", "kron", "sparse")
+            model = _tiny(num_classes=5)
+        else:
+            model = _tiny(num_classes=5, gcn_impl=impl)
         (val, out), grads = jax.jit(jax.value_and_grad(
             functools.partial(loss, model), has_aux=True))(variables)
+        monkeypatch.undo()
         np.testing.assert_allclose(out["block2"], ref_out["block2"], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(val, ref_loss, rtol=1e-5)
         for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
@@ -239,20 +255,23 @@ def test_activation_layout_choice_and_same_outputs(monkeypatch):
     gradients, attention blocks included (they are transposed to NTVC and back)."""
     from amstgcn_jax import model as model_lib
 
-    assert model_lib.activation_layout_for("auto", ("factored",) * 3) == "VNTC"  # CPU backend
-    assert model_lib.activation_layout_for("auto", ("factored", "kron")) == "NTVC"
+    layouts = model_lib.block_layouts_for
+    assert layouts("auto", ("factored",) * 3) == ("VNTC",) * 3  # CPU backend
+    assert layouts("auto", ("factored", "kron")) == ("VNTC", "NTVC")
+    assert layouts("auto", ("kron", "sparse")) == ("NTVC", "VNTC")
+    assert layouts("per_block", ("kron", "factored")) == ("NTVC", "VNTC")
+    assert layouts("NTVC", ("factored", "kron")) == ("NTVC", "NTVC")
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert model_lib.activation_layout_for("auto", ("factored",) * 3) == "NTVC"
-    assert model_lib.activation_layout_for("auto", ("sparse",) * 3) == "VNTC"
+    assert layouts("auto", ("factored",) * 3) == ("NTVC",) * 3
+    assert layouts("auto", ("kron", "factored", "sparse")) == ("NTVC", "NTVC", "VNTC")
+    assert layouts("per_block", ("kron", "factored", "sparse")) == ("NTVC", "VNTC", "VNTC")
     monkeypatch.undo()
     with pytest.raises(ValueError, match="cannot run gcn_impl='sparse'"):
-        model_lib.activation_layout_for("NTVC", ("sparse",))
-    with pytest.raises(ValueError, match="cannot share"):
-        model_lib.activation_layout_for("auto", ("sparse", "kron"))
+        layouts("NTVC", ("sparse",))
     with pytest.raises(ValueError, match="cannot run gcn_impl='kron'"):
-        model_lib.activation_layout_for("VNTC", ("kron",))
+        layouts("VNTC", ("kron",))
     with pytest.raises(ValueError, match="activation_layout must be one of"):
-        model_lib.activation_layout_for("NCTV", ("factored",))
+        layouts("NCTV", ("factored",))
 
     x = jax.random.normal(jax.random.key(5), (2, 2, 12, 25, 3))
     attention = (("nonlocal", "convs", 1, 1), ("nonlocal", "convt", 2, 1, {"pool_size": 2}),
@@ -261,8 +280,7 @@ def test_activation_layout_choice_and_same_outputs(monkeypatch):
               for lay in ("NTVC", "VNTC")}
     # Layout changes between blocks: NTVC -> VNTC -> NTVC.
     mixed = ("kron", "factored", "kron")
-    assert model_lib.block_layouts_for("per_block", mixed) == ("NTVC", "VNTC", "NTVC")
-    assert model_lib.block_layouts_for("VNTC", ("factored",) * 2) == ("VNTC", "VNTC")
+    assert layouts("per_block", mixed) == ("NTVC", "VNTC", "NTVC")
     models["per_block"] = _tiny(num_classes=5, attention=attention,
                                 activation_layout="per_block", gcn_impl=mixed)
     variables = models["NTVC"].init(_RNGS, x, train=False)
