@@ -15,7 +15,8 @@ Deliberate deviations, none of which changes the numbers beyond float32 round-of
   (K·Cout)-wide intermediate and no transposes, for memory-bound accelerators.
   `impl="sparse"` (V-major only, `graph_sparse`) sums over the adjacency's non-zeros alone
   (73 of 1,875 on NTU) and skips the 1×1-conv rows no edge reads: the CPU default for large
-  blocks (`model.SPARSE_MIN_ROW_ELEMENTS`).
+  blocks (`model.SPARSE_MIN_ROW_ELEMENTS`) and the GPU default beyond V·C =
+  `model.KRON_MAX_WIDTH`.
 - `TemporalConv(impl="matmul")` writes the (9, 1) conv as 9 stacked shifted slices and one matmul
   (XLA:CPU's conv weight gradient is slow, PERF.md §4.2 item 3); `impl="conv"` uses
   `lax.conv_general_dilated`; `impl="fft"` multiplies spectra along T (the convolution
