@@ -2,6 +2,7 @@
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,10 +11,12 @@ import pytest
 from amstgcn_jax import graph, graph_sparse
 from amstgcn_jax.layers import (
     FFT_INFER_CHANNELS,
+    BatchNorm,
     Dropout,
     GraphConv,
     STGCNBlock,
     TemporalConv,
+    bn_scale_init,
     dropout_bits,
     fft_length,
     from_ntvc,
@@ -341,3 +344,65 @@ def test_dropout_determinism_and_identity_cases():
         Dropout(1.5).apply({}, x, deterministic=False, rngs=rngs(1))
     h = Dropout(0.5).apply({}, x.astype(jnp.bfloat16), deterministic=False, rngs=rngs(1))
     assert h.dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("custom_backward", [True, False])
+@pytest.mark.parametrize("shape", [(6, 7, 5, 16), (4, 9, 75)])
+def test_batch_norm_matches_flax(shape, custom_backward):
+    """`layers.BatchNorm` has flax's variables and gives its outputs, running statistics and
+    gradients (through y and through the returned batch statistics), train and eval mode."""
+    rs = np.random.default_rng(0)
+    c = shape[-1]
+    x = jnp.asarray(rs.standard_normal(shape) * 3 + 2, jnp.float32)
+    ref = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5,
+                       param_dtype=jnp.float32, scale_init=bn_scale_init)
+    ours = BatchNorm(custom_backward=custom_backward)
+    init_ref, init_ours = ref.init(jax.random.key(0), x), ours.init(jax.random.key(0), x)
+    assert jax.tree.structure(init_ref) == jax.tree.structure(init_ours)
+    for a, b in zip(jax.tree.leaves(init_ref), jax.tree.leaves(init_ours)):
+        np.testing.assert_array_equal(a, b)
+    variables = {"params": {"scale": _rand(1, (c,)), "bias": _rand(2, (c,))},
+                 "batch_stats": {"mean": _rand(3, (c,)),
+                                 "var": jnp.asarray(rs.uniform(0.5, 2.0, c), jnp.float32)}}
+    probe = _rand(4, shape)
+
+    def loss(module, params, x):
+        y, state = module.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
+                                mutable=["batch_stats"])
+        stats = state["batch_stats"]
+        return (jnp.sum(jnp.sin(y) * probe) + jnp.sum(0.3 * stats["mean"])
+                + jnp.sum(stats["var"] ** 2)), (y, stats)
+
+    (val_r, (y_r, st_r)), g_r = jax.value_and_grad(
+        functools.partial(loss, ref), argnums=(0, 1), has_aux=True)(variables["params"], x)
+    (val_o, (y_o, st_o)), g_o = jax.jit(jax.value_and_grad(
+        functools.partial(loss, ours), argnums=(0, 1), has_aux=True))(variables["params"], x)
+    np.testing.assert_allclose(y_o, y_r, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(val_o, val_r, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(st_o), jax.tree.leaves(st_r)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    for a, b in zip(jax.tree.leaves(g_o), jax.tree.leaves(g_r)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+    # eval mode: flax's expression term for term
+    np.testing.assert_array_equal(ours.clone(use_running_average=True).apply(variables, x),
+                                  ref.clone(use_running_average=True).apply(variables, x))
+
+
+def test_batch_norm_bfloat16_output_and_gradient_dtype():
+    x = _rand(5, (8, 6, 32), 2.0).astype(jnp.bfloat16)
+    ours, ref = BatchNorm(dtype=jnp.bfloat16, custom_backward=True), nn.BatchNorm(
+        use_running_average=False, momentum=0.9, epsilon=1e-5, dtype=jnp.bfloat16,
+        param_dtype=jnp.float32)
+    variables = ref.init(jax.random.key(0), x)
+
+    def grad_x(module):
+        return jax.grad(lambda x: jnp.sum(module.apply(variables, x, mutable=["batch_stats"])[0]
+                                          .astype(jnp.float32) ** 2))(x)
+
+    y = ours.apply(variables, x, mutable=["batch_stats"])[0]
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(y, ref.apply(variables, x, mutable=["batch_stats"])[0])
+    got, want = grad_x(ours), grad_x(ref)
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
+                               rtol=0.02, atol=0.02)
