@@ -57,6 +57,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from amstgcn_jax import layers
+
 _MODES = ("spatial", "temporal", "spatiotemporal")
 
 
@@ -332,10 +334,10 @@ class NonLocalBlock(nn.Module):
             y_NTVC = jnp.repeat(jnp.repeat(y_NTVC, wt, axis=1), wv, axis=2)[:, :t, :v]
 
         w_NTVC = nn.Conv(c, (1, 1), dtype=self.dtype, name="out_conv")(y_NTVC)
-        w_NTVC = nn.BatchNorm(
+        # layers.BatchNorm: flax's BatchNorm with a backward that stores no centred copy
+        w_NTVC = layers.BatchNorm(
             use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-            scale_init=nn.initializers.zeros, bias_init=nn.initializers.zeros,
-            name="out_bn")(w_NTVC)
+            scale_init=nn.initializers.zeros, name="out_bn")(w_NTVC)
         return x_NTVC + w_NTVC.astype(x_NTVC.dtype)
 
 

@@ -346,17 +346,20 @@ def test_dropout_determinism_and_identity_cases():
     assert h.dtype == jnp.bfloat16
 
 
+@pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("custom_backward", [True, False])
 @pytest.mark.parametrize("shape", [(6, 7, 5, 16), (4, 9, 75)])
-def test_batch_norm_matches_flax(shape, custom_backward):
+def test_batch_norm_matches_flax(shape, custom_backward, relu):
     """`layers.BatchNorm` has flax's variables and gives its outputs, running statistics and
-    gradients (through y and through the returned batch statistics), train and eval mode."""
+    gradients (through y and through the returned batch statistics), train and eval mode;
+    `relu=True` is `nn.relu` after flax's BatchNorm."""
     rs = np.random.default_rng(0)
     c = shape[-1]
     x = jnp.asarray(rs.standard_normal(shape) * 3 + 2, jnp.float32)
     ref = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5,
                        param_dtype=jnp.float32, scale_init=bn_scale_init)
-    ours = BatchNorm(custom_backward=custom_backward)
+    ours = BatchNorm(custom_backward=custom_backward, relu=relu)
+    act = nn.relu if relu else (lambda y: y)
     init_ref, init_ours = ref.init(jax.random.key(0), x), ours.init(jax.random.key(0), x)
     assert jax.tree.structure(init_ref) == jax.tree.structure(init_ours)
     for a, b in zip(jax.tree.leaves(init_ref), jax.tree.leaves(init_ours)):
@@ -369,6 +372,7 @@ def test_batch_norm_matches_flax(shape, custom_backward):
     def loss(module, params, x):
         y, state = module.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
                                 mutable=["batch_stats"])
+        y = act(y) if module is ref else y
         stats = state["batch_stats"]
         return (jnp.sum(jnp.sin(y) * probe) + jnp.sum(0.3 * stats["mean"])
                 + jnp.sum(stats["var"] ** 2)), (y, stats)
@@ -385,7 +389,7 @@ def test_batch_norm_matches_flax(shape, custom_backward):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b))))
     # eval mode: flax's expression term for term
     np.testing.assert_array_equal(ours.clone(use_running_average=True).apply(variables, x),
-                                  ref.clone(use_running_average=True).apply(variables, x))
+                                  act(ref.clone(use_running_average=True).apply(variables, x)))
 
 
 def test_batch_norm_bfloat16_output_and_gradient_dtype():
