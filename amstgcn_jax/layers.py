@@ -101,12 +101,12 @@ class BatchNorm(nn.Module):
     variance E[x²] − E[x]²), with the same variables (`params/{scale,bias}`,
     `batch_stats/{mean,var}`) and values, and a written-out training backward (`_bn_train`).
 
-    Why: autodiff of flax's `(x − mean) · (rsqrt(var + eps) · scale) + bias` keeps the centred
-    input as a residual, a full-size float32 array written in the forward and read in the
-    backward. The backward here recomputes it from x inside the two passes it needs anyway
-    (the per-channel sums of dy and dy·x̂, then dx). NTU train step on the 2-vCPU CPU, same
-    process, interleaved: 2.364 -> 2.311 s (benchmarks/README.md "Round 7"). On GPUs, where it
-    is unmeasured, the default stays autodiff of the same expression (`custom_backward`).
+    Why: autodiff of flax's `(x − mean) · (rsqrt(var + eps) · scale) + bias` differentiates
+    the mean, E[x²] and the rsqrt separately. The written-out backward is the textbook one: two
+    per-channel sums (of dy and dy·(x − mean)) and one dx pass, recomputing x − mean from x
+    instead of keeping it. NTU train step on the 2-vCPU CPU, same process, interleaved:
+    2.364 -> 2.311 s (benchmarks/README.md "Round 7"). On GPUs, where it is unmeasured, the
+    default stays autodiff of the same expression (`custom_backward`).
 
     `relu=True` returns `relu(BN(x))`; with the written-out backward the ReLU's mask is then
     recomputed from x too, so the pre-activation never needs storing either (NTU step 2.342
