@@ -32,6 +32,8 @@ Deliberate deviations, none of which changes the numbers beyond float32 round-of
   kernel over NTVC (in isolation; 5% faster than the matmul in the whole step, where the FFT
   form is 16% faster, benchmarks/README.md). Same params, same numbers; `model.AMSTGCN` picks
   the layout.
+- `BatchNorm` is flax's BatchNorm (same variables, statistics and values) with a written-out
+  training backward, the CPU default; the block's first BatchNorm and its ReLU are one op.
 - Initialisation follows the upstream trainer's `weights_init` (conv weights N(0, 0.02), biases
   0, BatchNorm scale N(1, 0.02), shift 0), not PyTorch's default init.
 - The padding is always explicit and symmetric ((k−1)/2 on both sides): never `"SAME"`, which
@@ -89,7 +91,7 @@ def bn_scale_init(key, shape, dtype=jnp.float32):
 
 
 def batch_norm(train: bool, name: str, dtype: Any = jnp.float32,
-               scale_init: Callable = bn_scale_init, relu: bool = False) -> "BatchNorm":
+               scale_init: Callable = bn_scale_init, relu: bool = False) -> BatchNorm:
     """BatchNorm over the last axis with PyTorch's epsilon/momentum; params and stats in f32
     (then a ReLU if `relu`)."""
     return BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
