@@ -142,8 +142,9 @@ class AMSTGCN(nn.Module):
     `gcn_impl` the graph conv's ("factored" | "kron" | "sparse" | "auto", or one per block; see
     `layers.GraphConv` and `gcn_impls_for`), `activation_layout` the blocks' activation layout
     ("NTVC" | "VNTC" | "auto" | "per_block", see `block_layouts_for`); `blocks` lists
-    (out channels, stride, residual) per block (default: the upstream 10). None of these changes the params
-    or (beyond float rounding) the outputs; the dropout masks differ between layouts.
+    (out channels, stride, residual) per block (default: the upstream 10). None of these
+    changes the params or (beyond float rounding) the outputs; the dropout masks differ between
+    layouts.
     """
 
     num_classes: int = 60
