@@ -334,7 +334,7 @@ class NonLocalBlock(nn.Module):
             y_NTVC = jnp.repeat(jnp.repeat(y_NTVC, wt, axis=1), wv, axis=2)[:, :t, :v]
 
         w_NTVC = nn.Conv(c, (1, 1), dtype=self.dtype, name="out_conv")(y_NTVC)
-        # layers.BatchNorm: flax's BatchNorm with a backward that stores no centred copy
+        # layers.BatchNorm: flax's BatchNorm with a written-out training backward on CPU
         w_NTVC = layers.BatchNorm(
             use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
             scale_init=nn.initializers.zeros, name="out_bn")(w_NTVC)

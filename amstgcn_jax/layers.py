@@ -135,8 +135,7 @@ class BatchNorm(nn.Module):
         if self.use_running_average:
             # flax's expression, term for term (the parity fixtures are eval-mode features)
             mul = lax.rsqrt(ra_var.value + self.epsilon) * scale
-            y = (x.astype(jnp.float32) - _per_channel(ra_mean.value, x)) * _per_channel(mul, x)
-            y = (y + _per_channel(bias, x)).astype(out_dtype)
+            y = _normalize(x, ra_mean.value, mul, bias).astype(out_dtype)
             return nn.relu(y) if self.relu else y
         custom = self.custom_backward
         if custom is None:
@@ -165,6 +164,12 @@ def _per_channel(v, x):
     return v.reshape((1,) * (x.ndim - 1) + (-1,))
 
 
+def _normalize(x, mean, mul, bias):
+    """flax's `(x − mean) · mul + bias` in float32, with per-channel mean, mul and bias."""
+    return ((x.astype(jnp.float32) - _per_channel(mean, x)) * _per_channel(mul, x)
+            + _per_channel(bias, x))
+
+
 def _bn_stats(x):
     axes = tuple(range(x.ndim - 1))
     xf = x.astype(jnp.float32)
@@ -176,8 +181,7 @@ def _bn_stats(x):
 def _bn_train_fwd(x, scale, bias, epsilon, out_dtype, relu):
     mean, var = _bn_stats(x)
     rstd = lax.rsqrt(var + epsilon)
-    y = ((x.astype(jnp.float32) - _per_channel(mean, x)) * _per_channel(rstd * scale, x)
-         + _per_channel(bias, x)).astype(out_dtype)
+    y = _normalize(x, mean, rstd * scale, bias).astype(out_dtype)
     if relu:
         y = jnp.maximum(y, 0)
     return (y, mean, var), (x, mean, rstd, scale, bias)
@@ -191,14 +195,14 @@ def _bn_train_bwd(epsilon, out_dtype, relu, residuals, cotangents):
     count = x.size // x.shape[-1]
     centred = x.astype(jnp.float32) - _per_channel(mean, x)  # recomputed, never stored
     dy = dy.astype(jnp.float32)
+    a = scale * rstd
     if relu:  # the ReLU's mask, from the recomputed pre-activation (jax.nn.relu: 0 at 0)
-        pre = centred * _per_channel(rstd * scale, x) + _per_channel(bias, x)
+        pre = centred * _per_channel(a, x) + _per_channel(bias, x)
         dy = jnp.where(pre > 0, dy, 0.0)
     d_bias = jnp.sum(dy, axes)
     d_scale = jnp.sum(dy * centred, axes) * rstd
     # dx = scale·rstd·(dy − mean(dy) − x̂·mean(dy·x̂)) plus the paths through the returned
     # statistics (zero in a loss that only reads y): d_mean/n and d_var·2(x − mean)/n.
-    a = scale * rstd
     c0 = d_mean / count - a * d_bias / count
     c1 = 2.0 * d_var / count - a * rstd * d_scale / count
     dx = _per_channel(a, x) * dy + _per_channel(c0, x) + _per_channel(c1, x) * centred

@@ -222,7 +222,7 @@ class AMSTGCN(nn.Module):
         for i, ((features, stride, residual), (att_s, att_t)) in enumerate(
                 zip(self.blocks, self._block_attention())):
             if i and layouts[i] != layouts[i - 1]:
-                x = from_ntvc(to_ntvc(x, layouts[i - 1]), layouts[i])
+                x = from_ntvc(out[f"block{i - 1}"], layouts[i])
             adj = adj_KVV
             if self.edge_importance:
                 adj = adj * self.param(f"edge_importance{i}", nn.initializers.ones,

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import step_profile  # (same directory; needs the sys.path entry above)
 
 FLAGS = {"activation_layout": "--activation-layout", "gcn_impl": "--gcn-impl",
          "tcn_impl": "--tcn-impl", "attention_impl": "--attention-impl"}
-DEFAULT_VALUES = {"activation_layout": "auto", "gcn_impl": "auto", "tcn_impl": "auto",
-                  "attention_impl": None}
+DEFAULT_VALUES = {key: step_profile.DEFAULTS[key] for key in FLAGS}
 
 
 def pick(results: dict, prefix: str) -> tuple[str, list[str], float]:
