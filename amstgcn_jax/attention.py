@@ -30,14 +30,14 @@ Choices where the paper is silent or ambiguous (all are attributes):
   (N, V, T, T') in temporal mode and (N, T*V, T'*V') in spatiotemporal mode (' = after pooling).
   `attention_impl`: "reference" = two einsums around a float32 softmax (on XLA:CPU it ran 1.7x
   faster fwd+bwd than `jax.nn.dot_product_attention`'s XLA path at T=300, V=25, C=64);
-  "chunked" = the same computation over blocks of query rows under `lax.map` with a
-  written-out backward pass (`_attend_blocks`: it keeps each row's log-sum-exp and recomputes
+  "chunked" = the same computation over blocks of query rows (rows of one sequence, or whole
+  sequences when one fits) under `lax.map` with a written-out backward pass (`_attend_blocks`: it keeps each row's log-sum-exp and recomputes
   the weights block by block, FlashAttention-style), so the full (positions x keys) matrix is
   never stored: with `jax.checkpoint` around each block (its first form) it was already 2.0x
   faster fwd+bwd than "reference" on XLA:CPU for the spatiotemporal block at T=300, V=25
   (8 sequences of 7,500 queries x 1,950 keys: 0.95 vs 1.93 s), and memory falls from ~1 GB to
   `chunk_elements` per block; None (default) =
-  "chunked" when the matrix has more than `chunk_elements` entries (default 2^22 on CPU,
+  "chunked" when the matrix has more than `chunk_elements` entries (default 2^21 on CPU,
   2^28 elsewhere), else "reference" -- except on a GPU with a bf16/fp16 compute dtype, where
   the temporal and spatio-temporal blocks default to "cudnn" (Ampere or newer; where jax
   still refuses it at trace time, the automatic choice falls back to "chunked"); "xla" / "cudnn" =
@@ -56,10 +56,14 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from amstgcn_jax import layers
 
 _MODES = ("spatial", "temporal", "spatiotemporal")
+# Default `chunk_elements`: the most attention weights one block of the blocked path holds.
+CPU_CHUNK_ELEMENTS = 2**21
+ACCELERATOR_CHUNK_ELEMENTS = 2**28
 
 
 def _attend_reference(q_BPC, k_BSC, v_BSC):
@@ -79,78 +83,137 @@ def _attend_chunked(q_BPC, k_BSC, v_BSC, max_elements: int):
     each row's log-sum-exp; the backward recomputes the weights from it block by block and uses
     `rowsum(dY ∘ Y)` for the softmax correction, where autodiff through a rematerialised
     softmax recomputes the max and the sum and reduces `dP ∘ P` over every key (FlashAttention,
-    Dao et al. 2022, §3.1). On XLA:CPU the AM-STGCN train step (NTU T=300, batch 4) took
-    0.3-0.45 s less, 5-8% (benchmarks/README.md, "Attention overhead").
+    Dao et al. 2022, §3.1).
+
+    A block is `rows` query rows of one sequence when a whole sequence's weights exceed the
+    budget, else `group` whole sequences. Why one sequence: its products are plain 2-D GEMMs.
+    XLA:CPU ran the same (rows x keys x 32) products batched over the 8 sequences of an NTU
+    block at 68-102 GFLOP/s, and as 2-D GEMMs at 122-180 (benchmarks/README.md, "Attention
+    overhead").
     """
-    rows = max(1, min(q_BPC.shape[1], max_elements // max(1, q_BPC.shape[0] * k_BSC.shape[1])))
-    return _attend_blocks(q_BPC, k_BSC, v_BSC, rows)
+    b, p, _ = q_BPC.shape
+    s = max(1, k_BSC.shape[1])
+    if max_elements >= p * s:  # whole sequences: `group` of them per block
+        group = min(b, max_elements // (p * s))
+        return _attend_blocks(q_BPC, k_BSC, v_BSC, p, -(-b // -(-b // group)))
+    n_blocks = -(-p // max(1, max_elements // s))
+    return _attend_blocks(q_BPC, k_BSC, v_BSC, -(-p // n_blocks), 1)
 
 
-def _to_blocks(x_BPC, rows: int):
-    """(B, P, ...) -> (K, B, rows, ...), zero-padding P to a multiple of rows."""
+def _mm(spec: str, a_GXY, b_GYZ):
+    """A batched einsum over a leading group axis, as a 2-D one when the group is 1 (XLA:CPU
+    ran a batch-1 dot up to 1.6x slower than the same 2-D GEMM)."""
+    if a_GXY.shape[0] == 1:
+        return jnp.einsum(spec, a_GXY[0], b_GYZ[0], preferred_element_type=jnp.float32)[None]
+    return jnp.einsum("g" + spec.replace(",", ",g").replace("->", "->g"), a_GXY, b_GYZ,
+                      preferred_element_type=jnp.float32)
+
+
+def _layout(q_BPC, rows: int, group: int):
+    """Block bookkeeping: (number of blocks per sequence, number of sequence groups)."""
+    b, p = q_BPC.shape[:2]
+    return -(-p // rows), -(-b // group)
+
+
+def _to_blocks(x_BPC, rows: int, group: int):
+    """(B, P, ...) -> (blocks, group, rows, ...): `rows` positions of `group` sequences each,
+    zero-padded along P to whole blocks and along B to whole groups."""
     b, p = x_BPC.shape[:2]
-    n_blocks = -(-p // rows)
-    x_BPC = jnp.pad(x_BPC, [(0, 0), (0, n_blocks * rows - p)] + [(0, 0)] * (x_BPC.ndim - 2))
-    return jnp.swapaxes(x_BPC.reshape(b, n_blocks, rows, *x_BPC.shape[2:]), 0, 1)
+    per_seq, groups = -(-p // rows), -(-b // group)
+    pads = [(0, groups * group - b), (0, per_seq * rows - p)] + [(0, 0)] * (x_BPC.ndim - 2)
+    x = jnp.pad(x_BPC, pads).reshape(groups, group, per_seq, rows, *x_BPC.shape[2:])
+    return jnp.swapaxes(x, 1, 2).reshape(groups * per_seq, group, rows, *x_BPC.shape[2:])
 
 
-def _from_blocks(x_KBR):
-    """(K, B, rows, ...) -> (B, K·rows, ...)."""
-    x_BKR = jnp.swapaxes(x_KBR, 0, 1)
-    return x_BKR.reshape(x_BKR.shape[0], -1, *x_BKR.shape[3:])
+def _from_blocks(x_IGR, b: int, p: int, per_seq: int):
+    """Inverse of `_to_blocks`, dropping the padding: (blocks, group, rows, ...) -> (B, P, ...)."""
+    n, group, rows = x_IGR.shape[:3]
+    x = x_IGR.reshape(n // per_seq, per_seq, group, rows, *x_IGR.shape[3:])
+    x = jnp.swapaxes(x, 1, 2).reshape(-1, per_seq * rows, *x_IGR.shape[3:])
+    return x[:b, :p]
 
 
-def _block_forward(q_BRC, k_BSC, v_BSC):
-    """One block of rows: (out_BRC in v's dtype, log-sum-exp of the float32 logits)."""
-    logits_BRS = jnp.einsum("brc,bsc->brs", q_BRC, k_BSC, preferred_element_type=jnp.float32)
-    m_BR = jnp.max(logits_BRS, axis=-1)
-    e_BRS = jnp.exp(logits_BRS - m_BR[..., None])
-    l_BR = jnp.sum(e_BRS, axis=-1)
-    out_BRC = jnp.einsum("brs,bsc->brc", e_BRS.astype(v_BSC.dtype), v_BSC,
-                         preferred_element_type=jnp.float32) / l_BR[..., None]
-    return out_BRC.astype(v_BSC.dtype), m_BR + jnp.log(l_BR)
+def _group_keys(x_BSC, group: int):
+    """(B, S, C) -> (groups, group, S, C), zero-padded along B."""
+    b = x_BSC.shape[0]
+    groups = -(-b // group)
+    x = jnp.pad(x_BSC, [(0, groups * group - b)] + [(0, 0)] * (x_BSC.ndim - 1))
+    return x.reshape(groups, group, *x_BSC.shape[1:])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _attend_blocks(q_BPC, k_BSC, v_BSC, rows: int):
-    """softmax(q kᵀ) v, computed `rows` query rows at a time."""
-    return _attend_blocks_fwd(q_BPC, k_BSC, v_BSC, rows)[0]
+def _block_forward(q_GRC, k_GSC, v_GSC):
+    """One block of rows: (out_GRC in v's dtype, log-sum-exp of the float32 logits)."""
+    logits_GRS = _mm("rc,sc->rs", q_GRC, k_GSC)
+    m_GR = jnp.max(logits_GRS, axis=-1)
+    e_GRS = jnp.exp(logits_GRS - m_GR[..., None])
+    l_GR = jnp.sum(e_GRS, axis=-1)
+    out_GRC = _mm("rs,sc->rc", e_GRS.astype(v_GSC.dtype), v_GSC) / l_GR[..., None]
+    return out_GRC.astype(v_GSC.dtype), m_GR + jnp.log(l_GR)
 
 
-def _attend_blocks_fwd(q_BPC, k_BSC, v_BSC, rows):
-    q_KBRC = _to_blocks(q_BPC, rows)
-    out_KBRC, lse_KBR = jax.lax.map(lambda q: _block_forward(q, k_BSC, v_BSC), q_KBRC)
-    out_BPC = _from_blocks(out_KBRC)[:, :q_BPC.shape[1]]  # drop the zero-padded query rows
-    return out_BPC, (q_KBRC, k_BSC, v_BSC, out_KBRC, lse_KBR)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _attend_blocks(q_BPC, k_BSC, v_BSC, rows: int, group: int):
+    """softmax(q kᵀ) v, computed in blocks of `rows` query rows of `group` sequences."""
+    return _attend_blocks_fwd(q_BPC, k_BSC, v_BSC, rows, group)[0]
 
 
-def _attend_blocks_bwd(rows, residuals, d_out_BPC):
-    q_KBRC, k_BSC, v_BSC, out_KBRC, lse_KBR = residuals
-    d_out_KBRC = _to_blocks(d_out_BPC, rows).astype(jnp.float32)  # padded rows: zero cotangent
+def _attend_blocks_fwd(q_BPC, k_BSC, v_BSC, rows, group):
+    b, p, _ = q_BPC.shape
+    per_seq, _ = _layout(q_BPC, rows, group)
+    q_IGRC = _to_blocks(q_BPC, rows, group)
+    k_HGSC, v_HGSC = _group_keys(k_BSC, group), _group_keys(v_BSC, group)
+    seq_I = np.arange(q_IGRC.shape[0]) // per_seq  # the sequence group each block reads
+
+    def one(xs):
+        q_GRC, h = xs
+        return _block_forward(q_GRC, k_HGSC[h], v_HGSC[h])
+
+    out_IGRC, lse_IGR = jax.lax.map(one, (q_IGRC, seq_I))
+    out_BPC = _from_blocks(out_IGRC, b, p, per_seq)
+    return out_BPC, (q_IGRC, k_BSC, v_BSC, out_IGRC, lse_IGR)
+
+
+def _attend_blocks_bwd(rows, group, residuals, d_out_BPC):
+    q_IGRC, k_BSC, v_BSC, out_IGRC, lse_IGR = residuals
+    b, p, _ = d_out_BPC.shape
+    per_seq, groups = _layout(d_out_BPC, rows, group)
+    do_IGRC = _to_blocks(d_out_BPC, rows, group).astype(jnp.float32)  # padding: zero cotangent
     # Σ_s P·dP over the keys equals dY·Y per row (Y = P V): a (rows, C) product, computed once
     # here for all blocks (inside the loop XLA fused it into the (rows, keys) pass, per key).
-    delta_KBR = jnp.sum(d_out_KBRC * out_KBRC.astype(jnp.float32), axis=-1)
-    k32_BSC, v32_BSC = k_BSC.astype(jnp.float32), v_BSC.astype(jnp.float32)
+    delta_IGR = jnp.sum(do_IGRC * out_IGRC.astype(jnp.float32), axis=-1)
+    # The key and value gradients are accumulated transposed, (C, keys): q and dY enter those
+    # products as (C, rows), the layout XLA:CPU's GEMM ran at 122 GFLOP/s where a product
+    # contracting the weights' row axis ran at 70.
+    qT_IGCR = jnp.swapaxes(q_IGRC.astype(jnp.float32), -1, -2)
+    doT_IGCR = jnp.swapaxes(do_IGRC, -1, -2)
+    k_HGSC = _group_keys(k_BSC, group)
+    k32_HGSC, v32_HGSC = k_HGSC.astype(jnp.float32), _group_keys(v_BSC, group).astype(jnp.float32)
+    seq_I = np.arange(q_IGRC.shape[0]) // per_seq
 
     def block(carry, xs):
-        dk_BSC, dv_BSC = carry
-        q_BRC, lse_BR, do_BRC, delta_BR = xs
-        logits_BRS = jnp.einsum("brc,bsc->brs", q_BRC, k_BSC,
-                                preferred_element_type=jnp.float32)
-        attn_BRS = jnp.exp(logits_BRS - lse_BR[..., None])
-        dv_BSC = dv_BSC + jnp.einsum("brs,brc->bsc", attn_BRS, do_BRC)
-        d_attn_BRS = jnp.einsum("brc,bsc->brs", do_BRC, v32_BSC)
-        d_logits_BRS = attn_BRS * (d_attn_BRS - delta_BR[..., None])
-        dq_BRC = jnp.einsum("brs,bsc->brc", d_logits_BRS, k32_BSC)
-        dk_BSC = dk_BSC + jnp.einsum("brs,brc->bsc", d_logits_BRS, q_BRC.astype(jnp.float32))
-        return (dk_BSC, dv_BSC), dq_BRC
+        dkT_HGCS, dvT_HGCS = carry
+        q_GRC, qT_GCR, lse_GR, do_GRC, doT_GCR, delta_GR, h = xs
+        attn_GRS = jnp.exp(_mm("rc,sc->rs", q_GRC, k_HGSC[h]) - lse_GR[..., None])
+        dvT_GCS = _mm("cr,rs->cs", doT_GCR, attn_GRS)
+        d_attn_GRS = _mm("rc,sc->rs", do_GRC, v32_HGSC[h])
+        d_logits_GRS = attn_GRS * (d_attn_GRS - delta_GR[..., None])
+        dq_GRC = _mm("rs,sc->rc", d_logits_GRS, k32_HGSC[h])
+        dkT_GCS = _mm("cr,rs->cs", qT_GCR, d_logits_GRS)
+        dkT_HGCS = jax.lax.dynamic_update_index_in_dim(dkT_HGCS, dkT_HGCS[h] + dkT_GCS, h, 0)
+        dvT_HGCS = jax.lax.dynamic_update_index_in_dim(dvT_HGCS, dvT_HGCS[h] + dvT_GCS, h, 0)
+        return (dkT_HGCS, dvT_HGCS), dq_GRC
 
-    zeros = jnp.zeros(k_BSC.shape, jnp.float32), jnp.zeros(v_BSC.shape, jnp.float32)
-    (dk_BSC, dv_BSC), dq_KBRC = jax.lax.scan(
-        block, zeros, (q_KBRC, lse_KBR, d_out_KBRC, delta_KBR))
-    dq_BPC = _from_blocks(dq_KBRC)[:, :d_out_BPC.shape[1]]
-    return (dq_BPC.astype(q_KBRC.dtype), dk_BSC.astype(k_BSC.dtype),
-            dv_BSC.astype(v_BSC.dtype))
+    c, s = k_BSC.shape[2], k_BSC.shape[1]
+    zeros = (jnp.zeros((groups, group, c, s), jnp.float32),) * 2
+    (dkT_HGCS, dvT_HGCS), dq_IGRC = jax.lax.scan(
+        block, zeros, (q_IGRC, qT_IGCR, lse_IGR, do_IGRC, doT_IGCR, delta_IGR, seq_I))
+    dq_BPC = _from_blocks(dq_IGRC, b, p, per_seq)
+
+    def keys(xT_HGCS):
+        return jnp.swapaxes(xT_HGCS, -1, -2).reshape(-1, s, c)[:b]
+
+    return (dq_BPC.astype(q_IGRC.dtype), keys(dkT_HGCS).astype(k_BSC.dtype),
+            keys(dvT_HGCS).astype(v_BSC.dtype))
 
 
 _attend_blocks.defvjp(_attend_blocks_fwd, _attend_blocks_bwd)
@@ -240,7 +303,7 @@ class NonLocalBlock(nn.Module):
     pool_on: tuple[str, ...] = ("phi", "g")
     pool_size: int = 2
     attention_impl: str | None = None  # None (auto) | "reference" | "chunked" | "xla" | "cudnn"
-    chunk_elements: int | None = None  # None: 2**22 on CPU, 2**28 elsewhere
+    chunk_elements: int | None = None  # None: CPU_CHUNK_ELEMENTS / ACCELERATOR_CHUNK_ELEMENTS
     dtype: Any = jnp.float32
 
     def _window(self) -> tuple[int, int]:
@@ -311,7 +374,8 @@ class NonLocalBlock(nn.Module):
         impl = self.attention_impl or _auto_impl(self.mode, self.dtype, inner)
         fallback = self.attention_impl is None and impl is not None  # auto-chosen cuDNN
         fused = impl in ("xla", "cudnn")
-        budget = self.chunk_elements or (2**22 if jax.default_backend() == "cpu" else 2**28)
+        budget = self.chunk_elements or (CPU_CHUNK_ELEMENTS if jax.default_backend() == "cpu"
+                                         else ACCELERATOR_CHUNK_ELEMENTS)
         chunked = impl == "chunked" or (
             impl is None and q_BPC.shape[0] * q_BPC.shape[1] * k_BSC.shape[1] > budget)
         if self.is_mutable_collection("intermediates") or not (fused or chunked):
