@@ -8,8 +8,9 @@ Args: `variant=stgcn` (attention-free baseline), `backbone=agcn` (2s-AGCN stream
 (full-width 10-block backbone; slow on CPU), modality (`bone`, ...), `bf16` (bfloat16
 compute), `seed=N`, `tiny` (CI-sized: 2 blocks of 8 channels, 16 frames, 96 clips, batch 8,
 2 epochs: seconds, used by the tests).
-Expected (2-core CPU, seed 0): AM-STGCN top-1 70.4% / top-5 94.6% in 113 s; `variant=stgcn`
-58.5% / 92.7% in 93 s (commit `fa5e118`). Five epochs are a smoke test, not a ranking of the
+Expected (2-core CPU, seed 0): AM-STGCN top-1 60.6% / top-5 90.2% in 119-132 s (commit
+`625fa17`, the same at `fb947b6`); `variant=stgcn` 62.1% / 94.2% in 110 s (`625fa17`; 70.4% /
+94.6% and 58.5% / 92.7% at `fa5e118`). Five epochs are a smoke test, not a ranking of the
 variants: the attention model is still climbing, and the result swings by ±10 points with the
 seed or with float rounding (seed 0 gave 60.0% / 65.8% when CPU training used the matmul
 temporal conv). Seeds 0-3 gave 58.5 / 62.3 / 68.1 / 82.3% with V-major activations (an earlier
