@@ -31,9 +31,9 @@ Choices where the paper is silent or ambiguous (all are attributes):
   `attention_impl`: "reference" = two einsums around a float32 softmax (on XLA:CPU it ran 1.7x
   faster fwd+bwd than `jax.nn.dot_product_attention`'s XLA path at T=300, V=25, C=64);
   "chunked" = the same computation over blocks of query rows (rows of one sequence, or whole
-  sequences when one fits) under `lax.map` with a written-out backward pass (`_attend_blocks`: it keeps each row's log-sum-exp and recomputes
-  the weights block by block, FlashAttention-style), so the full (positions x keys) matrix is
-  never stored: with `jax.checkpoint` around each block (its first form) it was already 2.0x
+  sequences when one fits) under `lax.map` with a written-out backward pass (`_attend_blocks`:
+  it keeps each row's log-sum-exp and recomputes the weights block by block,
+  FlashAttention-style), so the full (positions x keys) matrix is never stored: with `jax.checkpoint` around each block (its first form) it was already 2.0x
   faster fwd+bwd than "reference" on XLA:CPU for the spatiotemporal block at T=300, V=25
   (8 sequences of 7,500 queries x 1,950 keys: 0.95 vs 1.93 s), and memory falls from ~1 GB to
   `chunk_elements` per block; None (default) =
@@ -162,7 +162,8 @@ def _attend_blocks_fwd(q_BPC, k_BSC, v_BSC, rows, group):
     per_seq, _ = _layout(q_BPC, rows, group)
     q_IGRC = _to_blocks(q_BPC, rows, group)
     k_HGSC, v_HGSC = _group_keys(k_BSC, group), _group_keys(v_BSC, group)
-    seq_I = np.arange(q_IGRC.shape[0]) // per_seq  # the sequence group each block reads
+    # the sequence group each block reads
+    seq_I = np.arange(q_IGRC.shape[0], dtype=np.int32) // per_seq
 
     def one(xs):
         q_GRC, h = xs
@@ -188,7 +189,7 @@ def _attend_blocks_bwd(rows, group, residuals, d_out_BPC):
     doT_IGCR = jnp.swapaxes(do_IGRC, -1, -2)
     k_HGSC = _group_keys(k_BSC, group)
     k32_HGSC, v32_HGSC = k_HGSC.astype(jnp.float32), _group_keys(v_BSC, group).astype(jnp.float32)
-    seq_I = np.arange(q_IGRC.shape[0]) // per_seq
+    seq_I = np.arange(q_IGRC.shape[0], dtype=np.int32) // per_seq
 
     def block(carry, xs):
         dkT_HGCS, dvT_HGCS = carry
