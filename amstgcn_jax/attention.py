@@ -33,10 +33,11 @@ Choices where the paper is silent or ambiguous (all are attributes):
   "chunked" = the same computation over blocks of query rows (rows of one sequence, or whole
   sequences when one fits) under `lax.map` with a written-out backward pass (`_attend_blocks`:
   it keeps each row's log-sum-exp and recomputes the weights block by block,
-  FlashAttention-style), so the full (positions x keys) matrix is never stored: with `jax.checkpoint` around each block (its first form) it was already 2.0x
-  faster fwd+bwd than "reference" on XLA:CPU for the spatiotemporal block at T=300, V=25
-  (8 sequences of 7,500 queries x 1,950 keys: 0.95 vs 1.93 s), and memory falls from ~1 GB to
-  `chunk_elements` per block; None (default) =
+  FlashAttention-style), so the full (positions x keys) matrix is never stored: with
+  `jax.checkpoint` around each block (its first form) it was already 2.0x faster fwd+bwd than
+  "reference" on XLA:CPU for the spatiotemporal block at T=300, V=25 (8 sequences of 7,500
+  queries x 1,950 keys: 0.95 vs 1.93 s), and memory falls from ~1 GB to `chunk_elements` per
+  block; None (default) =
   "chunked" when the matrix has more than `chunk_elements` entries (default 2^21 on CPU,
   2^28 elsewhere), else "reference" -- except on a GPU with a bf16/fp16 compute dtype, where
   the temporal and spatio-temporal blocks default to "cudnn" (Ampere or newer; where jax
