@@ -184,22 +184,19 @@ def _mix_rows_bwd(plan, residuals, d_out):
     acc = jnp.promote_types(dtype, jnp.float32)
     table = np.array([[o[0], o[1], o[2] or 0, i[0], i[1], i[2] or 0]
                       for o, i in plan.entries], np.int32)
-    if plan.form == "unrolled":
-        # One (rows_in, ·) @ (·, rows_out) GEMM per pair of parts, all row pairs at once: a
-        # memory-bound pass for cuBLAS, where one reduction kernel per entry would be 73.
-        d_coef = jnp.zeros((len(plan.entries),), acc)
-        for p_out, p_in in sorted({(o[0], i[0]) for o, i in plan.entries}):
-            rows = np.nonzero((table[:, 0] == p_out) & (table[:, 3] == p_in))[0]
+    # Coefficient gradient, per pair of parts. Loop form: one dot product per entry, where the
+    # dense form's skinny GEMM computes all K·V·W of them for the mask to zero most. Unrolled
+    # form: one (rows_in, ·) @ (·, rows_out) GEMM, all row pairs at once: a memory-bound pass
+    # for cuBLAS, where one reduction kernel per entry would be 73.
+    d_coef = jnp.zeros((len(plan.entries),), acc)
+    for p_out, p_in in sorted({(o[0], i[0]) for o, i in plan.entries}):
+        rows = np.nonzero((table[:, 0] == p_out) & (table[:, 3] == p_in))[0]
+        if plan.form == "unrolled":
             a, b = parts[p_in], d_out[p_out]
             gram = jnp.dot(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1).T,
                            preferred_element_type=acc)
             d_coef = d_coef.at[rows].set(gram[table[rows, 4], table[rows, 1]])
-        return d_coef.astype(jnp.asarray(coef).dtype), d_parts
-    # Coefficient gradient: one dot product per entry, where the dense form's skinny GEMM
-    # computes all K·V·W of them for the mask to zero most.
-    d_coef = jnp.zeros((len(plan.entries),), acc)
-    for p_out, p_in in sorted({(o[0], i[0]) for o, i in plan.entries}):
-        rows = np.nonzero((table[:, 0] == p_out) & (table[:, 3] == p_in))[0]
+            continue
         idx = jnp.asarray(np.concatenate([rows[:, None], table[rows][:, [1, 2, 4, 5]]], 1))
 
         def body(m, d_coef, idx=idx, p_out=p_out, p_in=p_in):
