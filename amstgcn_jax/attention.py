@@ -96,7 +96,8 @@ def _attend_chunked(q_BPC, k_BSC, v_BSC, max_elements: int):
     s = max(1, k_BSC.shape[1])
     if max_elements >= p * s:  # whole sequences: `group` of them per block
         group = min(b, max_elements // (p * s))
-        return _attend_blocks(q_BPC, k_BSC, v_BSC, p, -(-b // -(-b // group)))
+        n_groups = -(-b // group)  # as few groups as fit, then of equal size (less padding)
+        return _attend_blocks(q_BPC, k_BSC, v_BSC, p, -(-b // n_groups))
     n_blocks = -(-p // max(1, max_elements // s))
     return _attend_blocks(q_BPC, k_BSC, v_BSC, -(-p // n_blocks), 1)
 
@@ -110,10 +111,10 @@ def _mm(spec: str, a_GXY, b_GYZ):
                       preferred_element_type=jnp.float32)
 
 
-def _layout(q_BPC, rows: int, group: int):
-    """Block bookkeeping: (number of blocks per sequence, number of sequence groups)."""
-    b, p = q_BPC.shape[:2]
-    return -(-p // rows), -(-b // group)
+def _group_of_block(n_blocks: int, groups: int):
+    """The sequence group each block reads (blocks are group-major, as `_to_blocks` lays them
+    out): a constant index vector."""
+    return np.arange(n_blocks, dtype=np.int32) // (n_blocks // groups)
 
 
 def _to_blocks(x_BPC, rows: int, group: int):
@@ -160,25 +161,23 @@ def _attend_blocks(q_BPC, k_BSC, v_BSC, rows: int, group: int):
 
 def _attend_blocks_fwd(q_BPC, k_BSC, v_BSC, rows, group):
     b, p, _ = q_BPC.shape
-    per_seq, _ = _layout(q_BPC, rows, group)
     q_IGRC = _to_blocks(q_BPC, rows, group)
     k_HGSC, v_HGSC = _group_keys(k_BSC, group), _group_keys(v_BSC, group)
-    # the sequence group each block reads
-    seq_I = np.arange(q_IGRC.shape[0], dtype=np.int32) // per_seq
+    group_I = _group_of_block(q_IGRC.shape[0], k_HGSC.shape[0])
 
     def one(xs):
         q_GRC, h = xs
         return _block_forward(q_GRC, k_HGSC[h], v_HGSC[h])
 
-    out_IGRC, lse_IGR = jax.lax.map(one, (q_IGRC, seq_I))
-    out_BPC = _from_blocks(out_IGRC, b, p, per_seq)
-    return out_BPC, (q_IGRC, k_BSC, v_BSC, out_IGRC, lse_IGR)
+    out_IGRC, lse_IGR = jax.lax.map(one, (q_IGRC, group_I))
+    out_BPC = _from_blocks(out_IGRC, b, p, q_IGRC.shape[0] // k_HGSC.shape[0])
+    return out_BPC, (q_IGRC, k_HGSC, v_HGSC, out_IGRC, lse_IGR)
 
 
 def _attend_blocks_bwd(rows, group, residuals, d_out_BPC):
-    q_IGRC, k_BSC, v_BSC, out_IGRC, lse_IGR = residuals
+    q_IGRC, k_HGSC, v_HGSC, out_IGRC, lse_IGR = residuals
     b, p, _ = d_out_BPC.shape
-    per_seq, groups = _layout(d_out_BPC, rows, group)
+    groups, _, s, c = k_HGSC.shape
     do_IGRC = _to_blocks(d_out_BPC, rows, group).astype(jnp.float32)  # padding: zero cotangent
     # Σ_s P·dP over the keys equals dY·Y per row (Y = P V): a (rows, C) product, computed once
     # here for all blocks (inside the loop XLA fused it into the (rows, keys) pass, per key).
@@ -188,9 +187,8 @@ def _attend_blocks_bwd(rows, group, residuals, d_out_BPC):
     # contracting the weights' row axis ran at 70.
     qT_IGCR = jnp.swapaxes(q_IGRC.astype(jnp.float32), -1, -2)
     doT_IGCR = jnp.swapaxes(do_IGRC, -1, -2)
-    k_HGSC = _group_keys(k_BSC, group)
-    k32_HGSC, v32_HGSC = k_HGSC.astype(jnp.float32), _group_keys(v_BSC, group).astype(jnp.float32)
-    seq_I = np.arange(q_IGRC.shape[0], dtype=np.int32) // per_seq
+    k32_HGSC, v32_HGSC = k_HGSC.astype(jnp.float32), v_HGSC.astype(jnp.float32)
+    group_I = _group_of_block(q_IGRC.shape[0], groups)
 
     def block(carry, xs):
         dkT_HGCS, dvT_HGCS = carry
@@ -205,17 +203,16 @@ def _attend_blocks_bwd(rows, group, residuals, d_out_BPC):
         dvT_HGCS = jax.lax.dynamic_update_index_in_dim(dvT_HGCS, dvT_HGCS[h] + dvT_GCS, h, 0)
         return (dkT_HGCS, dvT_HGCS), dq_GRC
 
-    c, s = k_BSC.shape[2], k_BSC.shape[1]
     zeros = (jnp.zeros((groups, group, c, s), jnp.float32),) * 2
     (dkT_HGCS, dvT_HGCS), dq_IGRC = jax.lax.scan(
-        block, zeros, (q_IGRC, qT_IGCR, lse_IGR, do_IGRC, doT_IGCR, delta_IGR, seq_I))
-    dq_BPC = _from_blocks(dq_IGRC, b, p, per_seq)
+        block, zeros, (q_IGRC, qT_IGCR, lse_IGR, do_IGRC, doT_IGCR, delta_IGR, group_I))
+    dq_BPC = _from_blocks(dq_IGRC, b, p, q_IGRC.shape[0] // groups)
 
     def keys(xT_HGCS):
         return jnp.swapaxes(xT_HGCS, -1, -2).reshape(-1, s, c)[:b]
 
-    return (dq_BPC.astype(q_IGRC.dtype), keys(dkT_HGCS).astype(k_BSC.dtype),
-            keys(dvT_HGCS).astype(v_BSC.dtype))
+    return (dq_BPC.astype(q_IGRC.dtype), keys(dkT_HGCS).astype(k_HGSC.dtype),
+            keys(dvT_HGCS).astype(v_HGSC.dtype))
 
 
 _attend_blocks.defvjp(_attend_blocks_fwd, _attend_blocks_bwd)
@@ -401,9 +398,8 @@ class NonLocalBlock(nn.Module):
 
         w_NTVC = nn.Conv(c, (1, 1), dtype=self.dtype, name="out_conv")(y_NTVC)
         # layers.BatchNorm: flax's BatchNorm with a written-out training backward on CPU
-        w_NTVC = layers.BatchNorm(
-            use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-            scale_init=nn.initializers.zeros, name="out_bn")(w_NTVC)
+        w_NTVC = layers.batch_norm(train, "out_bn", self.dtype,
+                                   scale_init=nn.initializers.zeros)(w_NTVC)
         return x_NTVC + w_NTVC.astype(x_NTVC.dtype)
 
 
