@@ -340,7 +340,8 @@ def main(argv=None):
         specs.append((name, typed(common | parse_spec(rest))))
     variants, results = [], {"device": str(jax.devices()[0].device_kind),
                              "jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                             "variants": {}}
+                             "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
+                             "source": harness.source_revision(), "variants": {}}
     for name, cfg in specs:
         if time.perf_counter() - t_start > args.budget_s:
             print(f"== skip {name}: budget spent", flush=True)

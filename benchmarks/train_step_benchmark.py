@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -582,7 +583,10 @@ def main(argv=None):
     out["versions"] = _versions(tc)
     out["host"] = {"cpu": _cpu_name(), "cores_visible": len(os.sched_getaffinity(0)),
                    "loadavg_start": load0, "loadavg_end": os.getloadavg(),
-                   "python": platform.python_version()}
+                   "python": platform.python_version(),
+                   # glibc's allocator tunables change both frameworks' step (README "glibc malloc")
+                   "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}
+    out["source"] = source_revision()
     out["wall_s"] = time.perf_counter() - t_start
     _print_table(out, phases)
     emit_json(out, args.out, sort_keys=True, default=str)
@@ -657,6 +661,26 @@ def _versions(tc):
             v["torch_cuda"] = torch.version.cuda
             v["torch_cudnn"] = torch.backends.cudnn.version()
     return v
+
+
+def source_revision() -> dict:
+    """The checkout the benchmark ran from: commit and whether tracked files differ from it.
+
+    Results quote the commit they were measured at; a dirty tree means the figures belong to
+    uncommitted code. Both are None outside a git checkout (or without git).
+    """
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*cmd):
+        try:
+            return subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True,
+                                   timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if commit is None or dirty is None else bool(dirty)}
 
 
 def _cpu_name():
