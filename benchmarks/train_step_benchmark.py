@@ -667,7 +667,8 @@ def source_revision() -> dict:
     """The checkout the benchmark ran from: commit and whether tracked files differ from it.
 
     Results quote the commit they were measured at; a dirty tree means the figures belong to
-    uncommitted code. Both are None outside a git checkout (or without git).
+    uncommitted code. `benchmarks/results/` does not count: appending a result must not mark
+    the next run dirty. Both are None outside a git checkout (or without git).
     """
     root = Path(__file__).resolve().parent.parent
 
@@ -679,7 +680,8 @@ def source_revision() -> dict:
             return None
 
     commit = git("rev-parse", "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                ":(exclude)benchmarks/results")
     return {"commit": commit, "dirty": None if commit is None or dirty is None else bool(dirty)}
 
 
