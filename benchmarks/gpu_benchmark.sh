@@ -25,6 +25,7 @@ CHUNK=${CHUNK:-5}
 WARMUP=${WARMUP:-2}
 NTU_BATCH=${NTU_BATCH:-128}
 KIN_BATCH=${KIN_BATCH:-256}
+FP32_BATCH=${FP32_BATCH:-64}
 NTU_T=${NTU_T:-300}
 KIN_T=${KIN_T:-150}
 JSONL="$OUT_DIR/gpu_results.jsonl"
@@ -82,6 +83,6 @@ run kinetics_convs_l3x3_bf16 35 90 --model convs_l3x3 \
     --dataset kinetics --frames "$KIN_T" --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer \
     --skip-torch
 # 5. float32 (TF32 matmuls/convs pinned on both sides), NTU.
-run ntu_stgcn_fp32 60 120 --model stgcn --dataset ntu --frames "$NTU_T" --batch 64 \
+run ntu_stgcn_fp32 60 120 --model stgcn --dataset ntu --frames "$NTU_T" --batch "$FP32_BATCH" \
     --dtype float32 --precision tf32
 echo "== done in $(( $(date +%s) - START ))s; results: $JSONL" | tee -a "$LOG"

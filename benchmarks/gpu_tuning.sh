@@ -10,20 +10,25 @@
 # in sweep 4 but were measured with a slower V-major temporal conv than the current one.
 #
 #   bash benchmarks/gpu_tuning.sh [OUT_DIR]       # ~3-4 minutes on an H100
+#
+# DEVICE, COMMON (the shape every variant starts from), KIN (the Kinetics variants' shape),
+# BIG (the large-batch variant), PYTHON and BUDGET_S override the H100 defaults; with tiny shapes
+# and DEVICE=cpu the sweep runs on a CPU (tests/gpu_scripts_test.py, marker slow), so a GPU
+# session does not find a broken script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-./gpu_tuning}}
-KIN=dataset=kinetics,frames=150,batch=256
+KIN=${KIN:-dataset=kinetics,frames=150,batch=256}
 KRON7_SPARSE3=kron+kron+kron+kron+kron+kron+kron+sparse+sparse+sparse
 KRON4_SPARSE6=kron+kron+kron+kron+sparse+sparse+sparse+sparse+sparse+sparse
-python3 benchmarks/step_profile.py --device gpu --out "$OUT_DIR/prof" \
-  --budget-s "${BUDGET_S:-210}" --iters 4 --chunk 5 \
-  --common dataset=ntu,frames=300,batch=128,dtype=bfloat16 \
+${PYTHON:-python3} benchmarks/step_profile.py --device "${DEVICE:-gpu}" --out "$OUT_DIR/prof" \
+  --budget-s "${BUDGET_S:-210}" --iters "${ITERS:-4}" --chunk "${CHUNK:-5}" \
+  --common "${COMMON:-dataset=ntu,frames=300,batch=128,dtype=bfloat16}" \
   --variant "ntu_auto" \
   --variant "ntu_factored256:activation_layout=NTVC" \
   --variant "kin_auto:$KIN" \
   --variant "ntu_am:model=am_stgcn" \
-  --variant "ntu_b256:batch=256" \
+  --variant "ntu_b256:${BIG:-batch=256}" \
   --variant "ntu_kron4_sparse6:activation_layout=per_block,gcn_impl=$KRON4_SPARSE6" \
   --variant "kin_kron7_sparse3:$KIN,activation_layout=per_block,gcn_impl=$KRON7_SPARSE3" \
   --variant "ntu_sparse:activation_layout=VNTC,gcn_impl=sparse" \

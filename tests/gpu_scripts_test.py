@@ -1,0 +1,45 @@
+"""The GPU scripts run end to end (on the CPU, tiny shapes), so a lent GPU's minutes are not
+spent finding a broken script: gpu_tuning.sh's sweep feeds pick_variant.py, whose flags
+gpu_benchmark.sh passes to every JAX harness run."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {"PYTHON": sys.executable, "DEVICE": "cpu", "BUDGET_S": "900", "ITERS": "1", "CHUNK": "1"}
+
+
+def _run(script, out_dir, env):
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / script), str(out_dir)],
+                          env=os.environ | TINY | env, capture_output=True, text=True, check=False,
+                          timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_tuning_sweep_feeds_the_benchmark_on_cpu(tmp_path):
+    _run("gpu_tuning.sh", tmp_path / "tune", {
+        "COMMON": "dataset=ntu,frames=8,batch=1,dtype=float32",
+        "KIN": "dataset=kinetics,frames=8,batch=1", "BIG": "batch=2", "PROFILE": "ntu_auto"})
+    results = json.loads((tmp_path / "tune" / "prof" / "results.json").read_text())
+    timed = {name for name, info in results["variants"].items() if "clips_per_s" in info}
+    assert {"ntu_auto", "kin_auto", "ntu_am", "ntu_sparse"} <= timed, results["variants"].keys()
+    assert list((tmp_path / "tune" / "prof").glob("profile_ntu_auto*.txt"))
+
+    _run("gpu_benchmark.sh", tmp_path / "bench", {
+        "TUNED": str(tmp_path / "tune" / "prof" / "results.json"), "WARMUP": "1",
+        "NTU_T": "8", "KIN_T": "8", "NTU_BATCH": "1", "KIN_BATCH": "1", "FP32_BATCH": "1"})
+    log = (tmp_path / "bench" / "gpu_log.txt").read_text()
+    assert "== NTU_FLAGS=" in log and "SKIP" not in log, log[-3000:]
+    rows = [json.loads(line) for line in
+            (tmp_path / "bench" / "gpu_results.jsonl").read_text().splitlines()]
+    assert [r["config"]["model"] for r in rows] == [
+        "stgcn", "am_stgcn", "stgcn", "am_stgcn", "convs_l3x3", "stgcn"]
+    assert all(r["jax"]["train"]["clips_per_s"] > 0 for r in rows)
+    assert rows[0]["source"]["commit"] is None or len(rows[0]["source"]["commit"]) == 40
