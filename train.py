@@ -13,13 +13,17 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from amstgcn_jax import host_malloc, trainer, xla_flags
+from amstgcn_jax import compile_cache, host_malloc, trainer, xla_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (path[:args]).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and plots.")
 flags.DEFINE_bool("keep_freed_memory", True, "CPU backend on glibc: reuse freed memory "
                   "across steps instead of re-faulting it (amstgcn_jax.host_malloc).")
+flags.DEFINE_string("compilation_cache_dir", compile_cache.DEFAULT_DIR,
+                    "Keep compiled XLA executables here, so a rerun with the same model, shapes "
+                    "and flags loads them instead of compiling (amstgcn_jax.compile_cache); "
+                    "'' turns it off. JAX_COMPILATION_CACHE_DIR, if set, wins.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -29,6 +33,9 @@ def main(argv):
     xla_flags.apply_gpu_workarounds()  # before the first JAX computation starts a backend
     logging.set_verbosity(logging.INFO)
     trainer.quiet_library_logs()
+    cache = compile_cache.enable(FLAGS.compilation_cache_dir)
+    if cache:
+        logging.info("JAX compilation cache: %s (--compilation_cache_dir= turns it off)", cache)
     if host_malloc.apply_on_cpu(FLAGS.keep_freed_memory):
         logging.info("CPU backend: glibc malloc keeps freed memory for reuse "
                      "(--nokeep_freed_memory to turn off)")

@@ -79,9 +79,11 @@ def predict_arrays(config, checkpoint, clips) -> np.ndarray:
 
 def main(argv):
     from absl import flags
-    from amstgcn_jax import evaluate, xla_flags
+
+    from amstgcn_jax import compile_cache, evaluate, xla_flags
     xla_flags.apply_gpu_workarounds()
     flags_ = flags.FLAGS
+    compile_cache.enable(flags_.compilation_cache_dir)
     if len(argv) < 2:
         raise SystemExit("usage: python -m amstgcn_jax.predict --config C --checkpoint P FILE...")
     paths = argv[1:]
@@ -101,11 +103,15 @@ def main(argv):
 if __name__ == "__main__":
     from absl import app, flags
     from ml_collections import config_flags
+
+    from amstgcn_jax import compile_cache
     config_flags.DEFINE_config_file("config", None, "Config file (path[:args]).",
                                     lock_config=True)
     flags.DEFINE_string("checkpoint", None, "orbax checkpoint dir, .pt file or converted dir.")
     flags.DEFINE_integer("top_k", 5, "How many classes to print per file.")
     flags.DEFINE_string("label_names", None, "Class names, one per line.")
     flags.DEFINE_string("out", None, "Save the (N, L) probabilities as .npy here.")
+    flags.DEFINE_string("compilation_cache_dir", compile_cache.DEFAULT_DIR,
+                        "Compiled-executable cache (amstgcn_jax.compile_cache); '' = off.")
     flags.mark_flags_as_required(["config", "checkpoint"])
     sys.exit(app.run(main))

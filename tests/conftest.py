@@ -1,11 +1,19 @@
 """Shared test set-up: 8 fake CPU devices, strict numerics, and the ../shared fixture root."""
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 # Must happen before jax is imported anywhere: data-parallel tests need several devices.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# train.py / eval.py / predict started by tests keep their compilation cache
+# (amstgcn_jax.compile_cache) under a throw-away XDG cache, not in the user's ~/.cache.
+_CACHE_HOME = tempfile.mkdtemp(prefix="amstgcn-test-xdg-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE_HOME
+atexit.register(shutil.rmtree, _CACHE_HOME, ignore_errors=True)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
