@@ -90,12 +90,26 @@ def bn_scale_init(key, shape, dtype=jnp.float32):
     return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
 
+# `bn_impl` names -> `BatchNorm.custom_backward`: which training backward the BatchNorms use.
+BN_IMPLS = {"auto": None, "custom": True, "autodiff": False}
+
+
+def bn_custom_backward(bn_impl: str) -> bool | None:
+    """`BatchNorm.custom_backward` for a `bn_impl` name ("auto": the written-out backward on
+    CPU only; "custom": everywhere; "autodiff": nowhere)."""
+    if bn_impl not in BN_IMPLS:
+        raise ValueError(f"bn_impl must be one of {sorted(BN_IMPLS)}, got {bn_impl!r}")
+    return BN_IMPLS[bn_impl]
+
+
 def batch_norm(train: bool, name: str, dtype: Any = jnp.float32,
-               scale_init: Callable = bn_scale_init, relu: bool = False) -> BatchNorm:
+               scale_init: Callable = bn_scale_init, relu: bool = False,
+               bn_impl: str = "auto") -> BatchNorm:
     """BatchNorm over the last axis with PyTorch's epsilon/momentum; params and stats in f32
-    (then a ReLU if `relu`)."""
+    (then a ReLU if `relu`); `bn_impl` picks its training backward (`bn_custom_backward`)."""
     return BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                     dtype=dtype, scale_init=scale_init, relu=relu, name=name)
+                     dtype=dtype, scale_init=scale_init, relu=relu,
+                     custom_backward=bn_custom_backward(bn_impl), name=name)
 
 
 class BatchNorm(nn.Module):
@@ -587,6 +601,7 @@ class STGCNBlock(nn.Module):
     tcn_impl: str = "auto"
     gcn_impl: str = "factored"
     gcn_support: tuple | None = None  # the adjacency's non-zeros, for gcn_impl="sparse"
+    bn_impl: str = "auto"  # the BatchNorms' training backward (`BN_IMPLS`)
     attention_convs: tuple = ()
     attention_convt: tuple = ()
     dtype: Any = jnp.float32
@@ -603,15 +618,15 @@ class STGCNBlock(nn.Module):
         else:
             strided = lax.slice_in_dim(x, 0, None, stride=s, axis=time_axis(layout))
             res = pointwise(self.features, "residual_conv", dtype)(strided)
-            res = batch_norm(train, "residual_bn", dtype)(res)
+            res = batch_norm(train, "residual_bn", dtype, bn_impl=self.bn_impl)(res)
 
         y = GraphConv(self.features, self.num_subsets, impl=self.gcn_impl, layout=layout,
                       dtype=dtype, support=self.gcn_support, name="gcn")(x, adj_KVV)
         y = self._attend(y, "convs", self.attention_convs, train)
-        y = batch_norm(train, "tcn_bn0", dtype, relu=True)(y)
+        y = batch_norm(train, "tcn_bn0", dtype, relu=True, bn_impl=self.bn_impl)(y)
         y = TemporalConv(self.features, self.temporal_kernel, s, self.tcn_impl, dtype,
                          layout, name="tcn_conv")(y, train)
-        y = batch_norm(train, "tcn_bn1", dtype)(y)
+        y = batch_norm(train, "tcn_bn1", dtype, bn_impl=self.bn_impl)(y)
         if self.dropout > 0:
             y = Dropout(self.dropout, deterministic=not train)(y)
         y = self._attend(y, "convt", self.attention_convt, train)

@@ -141,7 +141,9 @@ class AMSTGCN(nn.Module):
     the temporal-conv formulation ("matmul" | "conv" | "fft" | "auto", see `layers.TemporalConv`),
     `gcn_impl` the graph conv's ("factored" | "kron" | "sparse" | "auto", or one per block; see
     `layers.GraphConv` and `gcn_impls_for`), `activation_layout` the blocks' activation layout
-    ("NTVC" | "VNTC" | "auto" | "per_block", see `block_layouts_for`); `blocks` lists
+    ("NTVC" | "VNTC" | "auto" | "per_block", see `block_layouts_for`), `bn_impl` the
+    BatchNorms' training backward ("auto" | "custom" | "autodiff", `layers.BN_IMPLS`; the
+    backbone's, not the attention blocks'); `blocks` lists
     (out channels, stride, residual) per block (default: the upstream 10). None of these
     changes the params or (beyond float rounding) the outputs; the dropout masks differ between
     layouts.
@@ -163,6 +165,7 @@ class AMSTGCN(nn.Module):
     tcn_impl: str = "auto"
     gcn_impl: Any = "auto"
     activation_layout: str = "auto"
+    bn_impl: str = "auto"
     dtype: Any = "float32"
 
     def _block_attention(self) -> list[tuple[list, list]]:
@@ -197,10 +200,10 @@ class AMSTGCN(nn.Module):
         out = {}
         x = x_NMTVC.astype(jnp.float32)
         if self.data_bn == "VC":
-            x = batch_norm(train, "data_bn")(x.reshape(n * m, t, v * c))
+            x = batch_norm(train, "data_bn", bn_impl=self.bn_impl)(x.reshape(n * m, t, v * c))
         elif self.data_bn == "MVC":
             x = x.transpose(0, 2, 1, 3, 4).reshape(n, t, m * v * c)
-            x = batch_norm(train, "data_bn")(x)
+            x = batch_norm(train, "data_bn", bn_impl=self.bn_impl)(x)
             x = x.reshape(n, t, m, v, c).transpose(0, 2, 1, 3, 4)
         elif self.data_bn != "none":
             raise ValueError(f"data_bn must be 'VC', 'MVC' or 'none', got {self.data_bn!r}")
@@ -232,7 +235,7 @@ class AMSTGCN(nn.Module):
                 dropout=0.0 if i == 0 else self.dropout,  # upstream block 0 gets no dropout
                 temporal_kernel=self.temporal_kernel, tcn_impl=self.tcn_impl,
                 gcn_impl=gcn_impls[i],
-                gcn_support=support if gcn_impls[i] == "sparse" else None,
+                gcn_support=support if gcn_impls[i] == "sparse" else None, bn_impl=self.bn_impl,
                 attention_convs=tuple(att_s),
                 attention_convt=tuple(att_t), dtype=dtype, layout=layouts[i],
                 name=f"block{i}")(x, adj, train)

@@ -8,6 +8,8 @@
 # should check: the current default against the previous one (256-channel NTU blocks factored
 # on NTVC), Kinetics, AM-STGCN and batch 256; then the sparse forms on more blocks, which lost
 # in sweep 4 but were measured with a slower V-major temporal conv than the current one.
+# Round 9 added the BatchNorm with the written-out backward (the CPU default since round 7,
+# unmeasured on a GPU) for ST-GCN and AM-STGCN, each right after its default.
 #
 #   bash benchmarks/gpu_tuning.sh [OUT_DIR]       # ~3-4 minutes on an H100
 #
@@ -25,9 +27,11 @@ ${PYTHON:-python3} benchmarks/step_profile.py --device "${DEVICE:-gpu}" --out "$
   --budget-s "${BUDGET_S:-210}" --iters "${ITERS:-4}" --chunk "${CHUNK:-5}" \
   --common "${COMMON:-dataset=ntu,frames=300,batch=128,dtype=bfloat16}" \
   --variant "ntu_auto" \
+  --variant "ntu_bn_custom:bn_impl=custom" \
   --variant "ntu_factored256:activation_layout=NTVC" \
   --variant "kin_auto:$KIN" \
   --variant "ntu_am:model=am_stgcn" \
+  --variant "ntu_am_bn_custom:model=am_stgcn,bn_impl=custom" \
   --variant "ntu_b256:${BIG:-batch=256}" \
   --variant "ntu_kron4_sparse6:activation_layout=per_block,gcn_impl=$KRON4_SPARSE6" \
   --variant "kin_kron7_sparse3:$KIN,activation_layout=per_block,gcn_impl=$KRON7_SPARSE3" \

@@ -3,9 +3,10 @@
     python benchmarks/pick_variant.py OUT/prof/results.json ntu_   # -> --activation-layout ...
 
 Only variants whose name starts with the prefix and that differ from the first such variant
-in model-formulation keys alone (layout, graph/temporal conv, attention impl) are candidates:
-a faster variant with another batch, dropout or model is not the same benchmark. Prints the
-flags (empty for the defaults) and, on stderr, which variant won and by how much.
+in model-formulation keys alone (layout, graph/temporal conv, BatchNorm backward, attention
+impl) are candidates: a faster variant with another batch, dropout or model is not the same
+benchmark. Prints the flags (empty for the defaults) and, on stderr, which variant won and by
+how much.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import step_profile  # (same directory; needs the sys.path entry above)
 
 FLAGS = {"activation_layout": "--activation-layout", "gcn_impl": "--gcn-impl",
-         "tcn_impl": "--tcn-impl", "attention_impl": "--attention-impl"}
+         "tcn_impl": "--tcn-impl", "attention_impl": "--attention-impl",
+         "bn_impl": "--bn-impl"}
 DEFAULT_VALUES = {key: step_profile.DEFAULTS[key] for key in FLAGS}
 
 

@@ -60,6 +60,9 @@ def parse_args(argv=None):
                    help="graph conv: auto | factored | kron | sparse, or one per block joined by "
                         "'+' (amstgcn_jax.model.gcn_impls_for; auto: sparse on CPU, kron up to "
                         "V·C = 4608 and sparse beyond on GPU)")
+    p.add_argument("--bn-impl", choices=("auto", "custom", "autodiff"), default="auto",
+                   help="the backbone BatchNorms' training backward (auto: written out on CPU, "
+                        "autodiff elsewhere; amstgcn_jax.layers.BN_IMPLS)")
     p.add_argument("--dataset", choices=sorted(DATASETS), default="ntu")
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--batch", type=int, default=4)
@@ -354,7 +357,8 @@ def jax_model_kwargs(args, cfg):
               strategy="spatial", in_channels=3, dropout=cfg["dropout"], edge_importance=True,
               data_bn="VC", dtype=args.dtype, tcn_impl=args.tcn_impl,
               gcn_impl=_gcn_impl_arg(getattr(args, "gcn_impl", "auto")),
-              activation_layout=getattr(args, "activation_layout", "auto"))
+              activation_layout=getattr(args, "activation_layout", "auto"),
+              bn_impl=getattr(args, "bn_impl", "auto"))
     if args.model in model_lib.VARIANTS:
         placements = model_lib.VARIANTS[args.model]["attention"]
     else:
@@ -503,7 +507,8 @@ def main(argv=None):
         jb = build_jax(argparse.Namespace(**(vars(args) | {"model": args.baseline,
                                                             "attention_impl": None})), cfg)
     out = {"config": {k: getattr(args, k) for k in (
-        "model", "attention_impl", "tcn_impl", "gcn_impl", "activation_layout", "dataset",
+        "model", "attention_impl", "tcn_impl", "gcn_impl", "activation_layout", "bn_impl",
+        "dataset",
         "frames", "batch", "persons", "dtype",
         "precision", "device", "threads", "malloc", "iters", "chunk", "warmup", "lr",
         "baseline")}

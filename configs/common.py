@@ -114,5 +114,6 @@ def stgcn_model(*, num_classes, layout, variant="am_stgcn", backbone="stgcn", da
     if backbone == "stgcn":
         # Execution formulations (same numbers, same parameters); unset = the model's "auto".
         model.update(strategy="spatial", edge_importance=True, gcn_impl=placeholder(str),
-                     tcn_impl=placeholder(str), activation_layout=placeholder(str))
+                     tcn_impl=placeholder(str), activation_layout=placeholder(str),
+                     bn_impl=placeholder(str))
     return model

@@ -304,3 +304,52 @@ def test_activation_layout_choice_and_same_outputs(monkeypatch):
         for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
             np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(eval_logits[lay], eval_logits["NTVC"], rtol=1e-5, atol=1e-5)
+
+
+def test_bn_impl_picks_the_batchnorm_backward_with_the_same_numbers():
+    """`bn_impl` reaches every backbone BatchNorm (data_bn, tcn_bn0/1, residual_bn) and only
+    changes how the training gradient is computed: same logits, batch statistics and
+    gradients."""
+    from flax import traverse_util
+
+    from amstgcn_jax import layers
+
+    x = jax.random.normal(jax.random.key(7), (2, 2, 12, 25, 3))
+    models = {impl: _tiny(num_classes=5, bn_impl=impl) for impl in ("custom", "autodiff")}
+    variables = models["custom"].init(_RNGS, x, train=False)
+    variables = jax.tree.map(lambda a: a + 0.05 * jax.random.normal(jax.random.key(8), a.shape),
+                             variables)
+
+    def loss(model, variables):
+        (logits, _), updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        return jnp.sum(logits ** 2), (logits, updates["batch_stats"])
+
+    results = {impl: jax.value_and_grad(functools.partial(loss, m), has_aux=True)(variables)
+               for impl, m in models.items()}
+    (_, (logits, stats)), grads = results["custom"]
+    (_, (ref_logits, ref_stats)), ref_grads = results["autodiff"]
+    np.testing.assert_allclose(logits, ref_logits, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(ref_stats)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for path, g in traverse_util.flatten_dict(grads["params"], sep="/").items():
+        r = traverse_util.flatten_dict(ref_grads["params"], sep="/")[path]
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5, err_msg=path)
+
+    # Which backward each BatchNorm was built with, read off the modules as they run.
+    import flax.linen as nn
+
+    seen = []
+
+    def record(next_fun, args, kwargs, context):
+        if isinstance(context.module, layers.BatchNorm) and context.method_name == "__call__":
+            seen.append((context.module.name, context.module.custom_backward))
+        return next_fun(*args, **kwargs)
+
+    for impl, expected in (("custom", True), ("autodiff", False), ("auto", None)):
+        seen.clear()
+        with nn.intercept_methods(record):
+            _tiny(num_classes=5, bn_impl=impl).apply(variables, x, train=False)
+        assert {"data_bn", "tcn_bn0", "tcn_bn1", "residual_bn"} <= {n for n, _ in seen}, seen
+        assert {flag for _, flag in seen} == {expected}
+    with pytest.raises(ValueError, match="bn_impl must be one of"):
+        _tiny(num_classes=5, bn_impl="fused").init(_RNGS, x, train=False)

@@ -37,6 +37,18 @@ def test_defaults_give_no_flags_and_missing_prefix_is_an_error():
         pick_variant.pick(RESULTS, "agcn_")
 
 
+def test_a_batchnorm_backward_variant_is_a_candidate_and_old_sweeps_still_parse():
+    results = {"variants": {
+        "ntu_auto": _variant(1000.0),
+        "ntu_bn_custom": _variant(1050.0, bn_impl="custom"),
+        "ntu_am_bn_custom": _variant(2000.0, model="am_stgcn", bn_impl="custom"),  # other model
+    }}
+    assert pick_variant.pick(results, "ntu_")[:2] == ("ntu_bn_custom", ["--bn-impl", "custom"])
+    # sweeps recorded before bn_impl existed have no such key: it reads as the default
+    assert pick_variant.pick(RESULTS, "ntu_")[1] == [
+        "--activation-layout", "VNTC", "--gcn-impl", "sparse"]
+
+
 def test_main_reads_the_last_json_line(tmp_path, capsys):
     path = tmp_path / "results.json"
     path.write_text("log line\n" + json.dumps(RESULTS) + "\n")
