@@ -14,7 +14,9 @@ without it. A directory the user already gave JAX (`JAX_COMPILATION_CACHE_DIR`, 
 `jax.config` in their own launcher) wins over the flag. JAX caches only computations that took
 at least `jax_persistent_cache_min_compile_time_secs` (1 s) to compile. The cache is not
 pruned: JAX evicts least-recently-used entries only when `JAX_COMPILATION_CACHE_MAX_SIZE` is
-set, and that needs the `filelock` package.
+set, and that needs the `filelock` package. Only process 0 of a multi-host job writes. An entry
+JAX cannot read (e.g. one cut short by a killed process) costs a warning and a normal compile,
+never a wrong result; JAX does not rewrite it, so delete the directory if the warning repeats.
 """
 
 from __future__ import annotations
