@@ -591,7 +591,6 @@ def main(argv=None):
                    "python": platform.python_version(),
                    # glibc's allocator tunables change both frameworks' step (README "glibc malloc")
                    "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}
-    out["source"] = source_revision()
     out["wall_s"] = time.perf_counter() - t_start
     _print_table(out, phases)
     emit_json(out, args.out, sort_keys=True, default=str)
@@ -619,13 +618,16 @@ def start_layer_benchmark(args) -> None:
 
 def emit_layer_benchmark(args, jax_version: str, blocks: dict) -> None:
     """A layer benchmark's last line: host, versions, shape and the per-block results."""
-    emit_json({"host": {"cpu": _cpu_name(), "threads": args.threads, "malloc": args.malloc},
+    emit_json({"host": {"cpu": _cpu_name(), "threads": args.threads, "malloc": args.malloc,
+                        "glibc_tunables": os.environ.get("GLIBC_TUNABLES")},
                "versions": {"jax": jax_version}, "batch": args.batch, "frames": args.frames,
                "blocks": blocks}, args.out)
 
 
 def emit_json(record: dict, out_path: str | None, **dumps_kwargs) -> None:
-    """Prints `record` as the last line (one JSON object) and appends it to `out_path` if set."""
+    """Prints `record` as the last line (one JSON object) and appends it to `out_path` if set,
+    with the checkout it came from (`source`, `source_revision()`) unless it names one."""
+    record = {"source": source_revision()} | record
     line = json.dumps(record, **dumps_kwargs)
     if out_path:
         with open(out_path, "a") as f:

@@ -1,5 +1,6 @@
 """The benchmarks record which checkout produced their figures (README results quote commits)."""
 
+import json
 import re
 import subprocess
 
@@ -26,3 +27,13 @@ def test_source_revision_without_git_is_none_not_an_error(monkeypatch):
 
     monkeypatch.setattr(train_step_benchmark.subprocess, "run", no_git)
     assert train_step_benchmark.source_revision() == {"commit": None, "dirty": None}
+
+
+def test_every_emitted_json_line_names_its_checkout(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    train_step_benchmark.emit_json({"x": 1}, str(out))
+    train_step_benchmark.emit_json({"x": 2, "source": {"commit": "given"}}, str(out))
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines[0]["x"] == 1 and lines[0]["source"] == train_step_benchmark.source_revision()
+    assert lines[1]["source"] == {"commit": "given"}  # a record's own source is kept
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == lines[1]
