@@ -20,10 +20,7 @@ config_flags.DEFINE_config_file("config", None, "Config file (path[:args]).", lo
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and plots.")
 flags.DEFINE_bool("keep_freed_memory", True, "CPU backend on glibc: reuse freed memory "
                   "across steps instead of re-faulting it (amstgcn_jax.host_malloc).")
-flags.DEFINE_string("compilation_cache_dir", compile_cache.DEFAULT_DIR,
-                    "Keep compiled XLA executables here, so a rerun with the same model, shapes "
-                    "and flags loads them instead of compiling (amstgcn_jax.compile_cache); "
-                    "'' turns it off. JAX_COMPILATION_CACHE_DIR, if set, wins.")
+compile_cache.define_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -33,9 +30,7 @@ def main(argv):
     xla_flags.apply_gpu_workarounds()  # before the first JAX computation starts a backend
     logging.set_verbosity(logging.INFO)
     trainer.quiet_library_logs()
-    cache = compile_cache.enable(FLAGS.compilation_cache_dir)
-    if cache:
-        logging.info("JAX compilation cache: %s (--compilation_cache_dir= turns it off)", cache)
+    compile_cache.enable(FLAGS.compilation_cache_dir)
     if host_malloc.apply_on_cpu(FLAGS.keep_freed_memory):
         logging.info("CPU backend: glibc malloc keeps freed memory for reuse "
                      "(--nokeep_freed_memory to turn off)")

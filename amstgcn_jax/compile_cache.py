@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import os
 
+from absl import logging
+
 
 def default_dir() -> str:
     """`$XDG_CACHE_HOME/amstgcn_jax/jax_cache`, `~/.cache/...` when XDG_CACHE_HOME is unset."""
@@ -33,18 +35,29 @@ def default_dir() -> str:
 DEFAULT_DIR = default_dir()
 
 
+def define_flag() -> None:
+    """Defines `--compilation_cache_dir` (absl) for an entry point (train.py, eval.py, predict);
+    its `main` passes the value to `enable`."""
+    from absl import flags
+
+    flags.DEFINE_string(
+        "compilation_cache_dir", DEFAULT_DIR,
+        "Keep compiled XLA executables here, so a rerun with the same model, shapes and flags "
+        "loads them instead of compiling (amstgcn_jax.compile_cache); '' turns it off. "
+        "JAX_COMPILATION_CACHE_DIR, if set, wins.")
+
+
 def enable(directory: str | None) -> str | None:
     """Points JAX's persistent compilation cache at `directory` (`~` expanded, created on the
-    first write by JAX) unless JAX already has one; returns the directory in use, or None when
-    the cache is off (`directory` empty or None and none configured). Call before the first
-    compilation: JAX opens the cache then."""
+    first write by JAX) unless JAX already has one, and logs the directory in use; returns it,
+    or None when the cache is off (`directory` empty or None and none configured). Call before
+    the first compilation: JAX opens the cache then."""
     import jax  # lazy, as in host_malloc: callers set XLA flags before the backend starts
 
-    configured = jax.config.jax_compilation_cache_dir
-    if configured:
-        return configured
-    if not directory:
-        return None
-    path = os.path.abspath(os.path.expanduser(directory))
-    jax.config.update("jax_compilation_cache_dir", path)
-    return path
+    path = jax.config.jax_compilation_cache_dir
+    if not path and directory:
+        path = os.path.abspath(os.path.expanduser(directory))
+        jax.config.update("jax_compilation_cache_dir", path)
+    if path:
+        logging.info("JAX compilation cache: %s (--compilation_cache_dir= turns it off)", path)
+    return path or None

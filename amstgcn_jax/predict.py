@@ -111,7 +111,6 @@ if __name__ == "__main__":
     flags.DEFINE_integer("top_k", 5, "How many classes to print per file.")
     flags.DEFINE_string("label_names", None, "Class names, one per line.")
     flags.DEFINE_string("out", None, "Save the (N, L) probabilities as .npy here.")
-    flags.DEFINE_string("compilation_cache_dir", compile_cache.DEFAULT_DIR,
-                        "Compiled-executable cache (amstgcn_jax.compile_cache); '' = off.")
+    compile_cache.define_flag()
     flags.mark_flags_as_required(["config", "checkpoint"])
     sys.exit(app.run(main))
