@@ -135,14 +135,6 @@ def _from_blocks(x_IGR, b: int, p: int, per_seq: int):
     return x[:b, :p]
 
 
-def _group_keys(x_BSC, group: int):
-    """(B, S, C) -> (groups, group, S, C), zero-padded along B."""
-    b = x_BSC.shape[0]
-    groups = -(-b // group)
-    x = jnp.pad(x_BSC, [(0, groups * group - b)] + [(0, 0)] * (x_BSC.ndim - 1))
-    return x.reshape(groups, group, *x_BSC.shape[1:])
-
-
 def _block_forward(q_GRC, k_GSC, v_GSC):
     """One block of rows: (out_GRC in v's dtype, log-sum-exp of the float32 logits)."""
     logits_GRS = _mm("rc,sc->rs", q_GRC, k_GSC)
@@ -162,7 +154,8 @@ def _attend_blocks(q_BPC, k_BSC, v_BSC, rows: int, group: int):
 def _attend_blocks_fwd(q_BPC, k_BSC, v_BSC, rows, group):
     b, p, _ = q_BPC.shape
     q_IGRC = _to_blocks(q_BPC, rows, group)
-    k_HGSC, v_HGSC = _group_keys(k_BSC, group), _group_keys(v_BSC, group)
+    # every block of a group reads all of its keys: one block of S rows per group
+    k_HGSC, v_HGSC = (_to_blocks(x_BSC, x_BSC.shape[1], group) for x_BSC in (k_BSC, v_BSC))
     group_I = _group_of_block(q_IGRC.shape[0], k_HGSC.shape[0])
 
     def one(xs):
