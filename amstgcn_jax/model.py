@@ -235,7 +235,8 @@ class AMSTGCN(nn.Module):
                 dropout=0.0 if i == 0 else self.dropout,  # upstream block 0 gets no dropout
                 temporal_kernel=self.temporal_kernel, tcn_impl=self.tcn_impl,
                 gcn_impl=gcn_impls[i],
-                gcn_support=support if gcn_impls[i] == "sparse" else None, bn_impl=self.bn_impl,
+                gcn_support=support if gcn_impls[i] == "sparse" else None,
+                bn_impl=self.bn_impl,
                 attention_convs=tuple(att_s),
                 attention_convt=tuple(att_t), dtype=dtype, layout=layouts[i],
                 name=f"block{i}")(x, adj, train)

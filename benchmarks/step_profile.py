@@ -14,8 +14,9 @@ optimized HLO. This is the tool behind the GPU tuning notes in benchmarks/README
 Variant keys: model (stgcn | am_stgcn | a placement name), dataset (ntu | kinetics), frames,
 batch, persons, dtype, dropout, prng (threefry | rbg | unsafe_rbg: the key type the dropout
 masks come from), tcn_impl, gcn_impl (one per block joined by '+'), activation_layout
-(auto | NTVC | VNTC | per_block), bn_impl (auto | custom | autodiff), attention_impl, mode (train: the train step | infer: the
-eval-mode forward, as the harness times it). The last line printed is one JSON object.
+(auto | NTVC | VNTC | per_block), bn_impl (auto | custom | autodiff), attention_impl, mode
+(train: the train step | infer: the eval-mode forward, as the harness times it). The last line
+printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -36,8 +37,7 @@ import train_step_benchmark as harness  # (same directory; needs the sys.path en
 DEFAULTS = {"model": "stgcn", "dataset": "ntu", "frames": 300, "batch": 128, "persons": 2,
             "dtype": "bfloat16", "dropout": None, "prng": "threefry", "tcn_impl": "auto",
             "gcn_impl": "auto", "activation_layout": "auto", "bn_impl": "auto",
-            "attention_impl": None,
-            "mode": "train"}
+            "attention_impl": None, "mode": "train"}
 
 
 def parse_spec(text: str) -> dict:

@@ -508,8 +508,7 @@ def main(argv=None):
                                                             "attention_impl": None})), cfg)
     out = {"config": {k: getattr(args, k) for k in (
         "model", "attention_impl", "tcn_impl", "gcn_impl", "activation_layout", "bn_impl",
-        "dataset",
-        "frames", "batch", "persons", "dtype",
+        "dataset", "frames", "batch", "persons", "dtype",
         "precision", "device", "threads", "malloc", "iters", "chunk", "warmup", "lr",
         "baseline")}
         | {"joints": v, "dropout": cfg["dropout"], "placements": repr(placements),

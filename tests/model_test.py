@@ -310,6 +310,7 @@ def test_bn_impl_picks_the_batchnorm_backward_with_the_same_numbers():
     """`bn_impl` reaches every backbone BatchNorm (data_bn, tcn_bn0/1, residual_bn) and only
     changes how the training gradient is computed: same logits, batch statistics and
     gradients."""
+    import flax.linen as nn
     from flax import traverse_util
 
     from amstgcn_jax import layers
@@ -331,13 +332,11 @@ def test_bn_impl_picks_the_batchnorm_backward_with_the_same_numbers():
     np.testing.assert_allclose(logits, ref_logits, rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(ref_stats)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    ref_by_path = traverse_util.flatten_dict(ref_grads["params"], sep="/")
     for path, g in traverse_util.flatten_dict(grads["params"], sep="/").items():
-        r = traverse_util.flatten_dict(ref_grads["params"], sep="/")[path]
-        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5, err_msg=path)
+        np.testing.assert_allclose(g, ref_by_path[path], rtol=1e-4, atol=1e-5, err_msg=path)
 
     # Which backward each BatchNorm was built with, read off the modules as they run.
-    import flax.linen as nn
-
     seen = []
 
     def record(next_fun, args, kwargs, context):
