@@ -23,8 +23,7 @@ flags.DEFINE_string("out", None, "Save per-sample scores here (.npy/.npz/.pkl)."
 flags.DEFINE_string("motion_classes", None, "Class-subset file (e.g. Kinetics-Motion, 30 names).")
 flags.DEFINE_string("label_names", None, "Class names of the dataset, one per line.")
 flags.DEFINE_string("plots_dir", None, "Write confusion-matrix / per-class PNGs here.")
-flags.DEFINE_bool("keep_freed_memory", True, "CPU backend on glibc: reuse freed memory "
-                  "across steps instead of re-faulting it (amstgcn_jax.host_malloc).")
+host_malloc.define_flag()
 compile_cache.define_flag()
 flags.mark_flags_as_required(["config", "checkpoint"])
 
@@ -36,9 +35,7 @@ def main(argv):
     logging.set_verbosity(logging.INFO)
     trainer.quiet_library_logs()
     compile_cache.enable(FLAGS.compilation_cache_dir)
-    if host_malloc.apply_on_cpu(FLAGS.keep_freed_memory):
-        logging.info("CPU backend: glibc malloc keeps freed memory for reuse "
-                     "(--nokeep_freed_memory to turn off)")
+    host_malloc.apply_on_cpu(FLAGS.keep_freed_memory)
     m = trainer.evaluate_checkpoint(FLAGS.config, FLAGS.checkpoint, out=FLAGS.out,
                                     motion_classes=FLAGS.motion_classes,
                                     label_names=FLAGS.label_names, plots_dir=FLAGS.plots_dir)

@@ -18,8 +18,7 @@ from amstgcn_jax import compile_cache, host_malloc, trainer, xla_flags
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (path[:args]).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and plots.")
-flags.DEFINE_bool("keep_freed_memory", True, "CPU backend on glibc: reuse freed memory "
-                  "across steps instead of re-faulting it (amstgcn_jax.host_malloc).")
+host_malloc.define_flag()
 compile_cache.define_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -31,9 +30,7 @@ def main(argv):
     logging.set_verbosity(logging.INFO)
     trainer.quiet_library_logs()
     compile_cache.enable(FLAGS.compilation_cache_dir)
-    if host_malloc.apply_on_cpu(FLAGS.keep_freed_memory):
-        logging.info("CPU backend: glibc malloc keeps freed memory for reuse "
-                     "(--nokeep_freed_memory to turn off)")
+    host_malloc.apply_on_cpu(FLAGS.keep_freed_memory)
     try:
         summary = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     except trainer.NonFiniteLossError as e:

@@ -50,11 +50,26 @@ def keep_freed_memory() -> bool:
     return all(ok)
 
 
+def define_flag() -> None:
+    """Defines `--keep_freed_memory` (absl, default on) for an entry point (train.py, eval.py);
+    its `main` passes the value to `apply_on_cpu`."""
+    from absl import flags
+
+    flags.DEFINE_bool("keep_freed_memory", True, "CPU backend on glibc: reuse freed memory "
+                      "across steps instead of re-faulting it (amstgcn_jax.host_malloc).")
+
+
 def apply_on_cpu(enabled: bool) -> bool:
     """`keep_freed_memory()` when `enabled` and JAX's default backend is the CPU (accelerator
-    hosts keep their step buffers on the device). Returns whether it was applied."""
+    hosts keep their step buffers on the device), logged when applied. Returns whether it was
+    applied."""
     if not enabled:
         return False
     import jax  # lazy: the caller sets XLA flags before the backend starts
+    from absl import logging
 
-    return jax.default_backend() == "cpu" and keep_freed_memory()
+    applied = jax.default_backend() == "cpu" and keep_freed_memory()
+    if applied:
+        logging.info("CPU backend: glibc malloc keeps freed memory for reuse "
+                     "(--nokeep_freed_memory to turn off)")
+    return applied
