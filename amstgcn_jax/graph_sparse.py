@@ -115,7 +115,14 @@ def _apply(families, dst_spec, coef, src, dtype):
     acc = jnp.promote_types(dtype, jnp.float32)
     coef = jnp.asarray(coef).astype(acc)
     p_len, d_len = src[0].shape[1], src[0].shape[-1]
-    out = [jnp.zeros((n, p_len, d_len) if g is None else (n, p_len, g, d_len), dtype)
+    # The loops write into zero-filled buffers. Filled from a constant, XLA:CPU's scheduler
+    # materialises every such buffer at the start of the train step, and the backward's stay
+    # allocated through the whole forward: 217 of the 1,821 MiB of NTU's batch-4 step
+    # (benchmarks/README.md, "Round 10"). A zero computed from one source element (0 whether
+    # or not that element is finite) can only be filled once the sources exist.
+    first = src[0].reshape(-1)[:1]
+    zero = jnp.sum((first != first).astype(dtype) * 0)  # (an empty batch gives 0 too)
+    out = [jnp.full((n, p_len, d_len) if g is None else (n, p_len, g, d_len), zero, dtype)
            for n, g in dst_spec]
     for (dst_part, src_parts), members in families:
         dst_i = jnp.asarray(np.array([d[1] for d, _ in members], np.int32))

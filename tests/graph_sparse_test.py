@@ -156,6 +156,23 @@ def test_mix_rows_is_linear_with_transposed_vjp(form):
         np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("first", [np.nan, np.inf, -np.inf, 1.0])
+def test_rows_without_terms_are_zero_whatever_the_first_source_element(first):
+    """The loop form fills its output from a zero computed from the first source element (so
+    XLA cannot allocate the buffer before the sources exist); that zero must stay 0 when the
+    element is not finite, and an empty batch must still work."""
+    plan = graph_sparse.plan_for(((0, 0, 1), (0, 2, 1)), 1, 4, False, "loop").mix
+    assert plan.in_parts == ((2, None),)  # the rows of nodes 0 and 2
+    part = np.array(_rand(0, (2, 3, 2)))
+    part[0, 0, 0] = first
+    mix = jax.jit(graph_sparse.mix_rows, static_argnums=0)
+    (y,) = mix(plan, jnp.ones(2), (jnp.asarray(part),))
+    np.testing.assert_array_equal(y[np.array([0, 2, 3])], 0.0)  # only node 1 receives edges
+    np.testing.assert_array_equal(y[1, 1:], part[0, 1:] + part[1, 1:])
+    (empty,) = mix(plan, jnp.ones(2), (jnp.zeros((2, 0, 2)),))
+    assert empty.shape == (4, 0, 2)
+
+
 @pytest.mark.parametrize("form", graph_sparse.FORMS)
 def test_data_parallel_sharding_gives_the_single_device_result(form):
     """With the batch axis of x_VNTC sharded over 4 devices (the trainer's data parallelism),
