@@ -121,7 +121,7 @@ def _apply(families, dst_spec, coef, src, dtype):
     # (benchmarks/README.md, "Round 10"). A zero computed from one source element (0 whether
     # or not that element is finite) can only be filled once the sources exist.
     first = src[0].reshape(-1)[:1]
-    zero = jnp.sum((first != first).astype(dtype) * 0)  # (an empty batch gives 0 too)
+    zero = jnp.sum(jnp.isnan(first).astype(dtype) * 0)  # (an empty batch gives 0 too)
     out = [jnp.full((n, p_len, d_len) if g is None else (n, p_len, g, d_len), zero, dtype)
            for n, g in dst_spec]
     for (dst_part, src_parts), members in families:
