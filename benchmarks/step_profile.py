@@ -79,7 +79,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def build_variant(name: str, cfg: dict):
+def variant_program(cfg: dict) -> dict:
+    """The function a variant runs and its arguments, not yet lowered: `fn(*args)` with
+    `donate` argnums (train: `train_step(state, batch, rng)`, the state donated; infer: the
+    eval forward), plus what the timing and the FLOP count need."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -103,34 +106,42 @@ def build_variant(name: str, cfg: dict):
     variables = jax.jit(lambda r: model.init({"params": r}, x_NMTVC[:1], train=False))(
         jax.random.PRNGKey(0))
     variables = harness.randomize_variables(dict(variables), 0)
-    t0 = time.perf_counter()
+    out = {"v": v, "num_classes": num_classes, "attention": kwargs["attention"]}
     if cfg["mode"] == "infer":
         def infer(variables, x):
             return model.apply(variables, x, train=False)[0].astype(jnp.float32)
-        compiled = jax.jit(infer).lower(variables, x_NMTVC).compile()
-        flop_factor = 1
-    else:
-        step_fn, state = harness._make_train_step(model, variables, 0.01)
-        rng = (jax.random.PRNGKey(0) if cfg["prng"] == "threefry"
-               else jax.random.key(0, impl=cfg["prng"]))
-        batch = {"x": x_NMTVC, "label": label_N}
-        compiled = jax.jit(step_fn, donate_argnums=(0,)).lower(state, batch, rng).compile()
-        flop_factor = 3
+        return out | {"fn": infer, "args": (variables, x_NMTVC), "donate": (),
+                      "flop_factor": 1}
+    step_fn, state = harness._make_train_step(model, variables, 0.01)
+    rng = (jax.random.PRNGKey(0) if cfg["prng"] == "threefry"
+           else jax.random.key(0, impl=cfg["prng"]))
+    batch = {"x": x_NMTVC, "label": label_N}
+    return out | {"fn": step_fn, "args": (state, batch, rng), "donate": (0,), "flop_factor": 3,
+                  "state": state, "batch": batch, "rng": rng}
+
+
+def build_variant(name: str, cfg: dict):
+    import jax
+
+    prog = variant_program(cfg)
+    t0 = time.perf_counter()
+    compiled = jax.jit(prog["fn"], donate_argnums=prog["donate"]).lower(*prog["args"]).compile()
     info = {"config": cfg, "compile_s": time.perf_counter() - t0,
             "cost": harness._cost(compiled, cfg["batch"]), "memory": harness._mem(compiled),
-            f"model_gflop_{cfg['mode']}_per_clip": flop_factor * harness.forward_flops_per_clip(
-                v, cfg["frames"], cfg["persons"], num_classes,
-                harness.attention_blocks(kwargs["attention"], strict=False)) / 1e9}
+            f"model_gflop_{cfg['mode']}_per_clip": prog["flop_factor"] *
+            harness.forward_flops_per_clip(
+                prog["v"], cfg["frames"], cfg["persons"], prog["num_classes"],
+                harness.attention_blocks(prog["attention"], strict=False)) / 1e9}
     if cfg["mode"] == "infer":
         holder = {}
 
         def run(n=1):
             for _ in range(n):
-                holder["logits"] = compiled(variables, x_NMTVC)
+                holder["logits"] = compiled(*prog["args"])
             holder["logits"].block_until_ready()
     else:
-        holder = {"state": state}
-        run = harness.step_runner(compiled, holder, batch, rng)
+        holder = {"state": prog["state"]}
+        run = harness.step_runner(compiled, holder, prog["batch"], prog["rng"])
 
     t0 = time.perf_counter()
     run(2)  # first call + one warm step
