@@ -167,12 +167,9 @@ def main(argv=None):
                                                  triton_gemm=False, malloc="default"))
     import jax
 
-    common = step_profile.parse_spec(args.common)
     results = {"device": str(jax.devices()[0].device_kind), "jax": jax.__version__,
                "source": harness.source_revision(), "variants": {}}
-    for text in args.variant or ["base"]:
-        name, _, rest = text.partition(":")
-        cfg = step_profile.typed(common | step_profile.parse_spec(rest))
+    for name, cfg in step_profile.variant_specs(args.variant, args.common):
         prog = step_profile.variant_program(cfg)
         before = set(dump_root.iterdir())
         t0 = time.perf_counter()

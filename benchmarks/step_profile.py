@@ -61,6 +61,17 @@ def typed(spec: dict) -> dict:
     return cfg
 
 
+def variant_specs(variants: list[str], common: str) -> list[tuple[str, dict]]:
+    """[(name, typed config)] from `--variant NAME[:key=value,...]` texts (default: one
+    'base') and the `--common` keys every variant starts from."""
+    shared = parse_spec(common)
+    specs = []
+    for text in variants or ["base"]:
+        name, _, rest = text.partition(":")
+        specs.append((name, typed(shared | parse_spec(rest))))
+    return specs
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--variant", action="append", default=[],
@@ -346,11 +357,7 @@ def main(argv=None):
     outdir = Path(args.out) if args.out else None
     if outdir:
         outdir.mkdir(parents=True, exist_ok=True)
-    common = parse_spec(args.common)
-    specs = []
-    for text in args.variant or ["base"]:
-        name, _, rest = text.partition(":")
-        specs.append((name, typed(common | parse_spec(rest))))
+    specs = variant_specs(args.variant, args.common)
     variants, results = [], {"device": str(jax.devices()[0].device_kind),
                              "jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS", ""),
                              "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
