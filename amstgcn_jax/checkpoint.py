@@ -45,10 +45,19 @@ class Checkpointer:
             state=ocp.args.StandardSave(train_state_lib.state_to_tree(state)),
             data=ocp.args.JsonSave({"iterator": data_state}),
             meta=ocp.args.JsonSave(dict(meta or {}, step=int(step))))
+        # Across processes the two managers' saves take turns: orbax's multi-host commit uses
+        # barriers of fixed names, and two managers committing at once collide ("Barrier
+        # ThreadSaveMultiHostValueHolder:set_value_start is already ongoing"). One process
+        # keeps them overlapping.
+        take_turns = jax.process_count() > 1
         saved = False
         if step not in self.latest.all_steps():
+            if take_turns:
+                self.best.wait_until_finished()
             saved = self.latest.save(step, args=args)
         if best:
+            if take_turns:
+                self.latest.wait_until_finished()
             for old in self.best.all_steps():
                 if old >= step:  # orbax refuses to save a step <= latest; a better run restarts it
                     self.best.delete(old)

@@ -62,7 +62,8 @@ def define_flag() -> None:
 def apply_on_cpu(enabled: bool) -> bool:
     """`keep_freed_memory()` when `enabled` and JAX's default backend is the CPU (accelerator
     hosts keep their step buffers on the device), logged when applied. Returns whether it was
-    applied."""
+    applied. Asking for the backend starts it, so a multi-process launch calls
+    `sharding.maybe_initialize_distributed()` first."""
     if not enabled:
         return False
     import jax  # lazy: the caller sets XLA flags before the backend starts

@@ -229,9 +229,59 @@ def test_builtin_data_loss_decreases_and_eval_reproduces_scores(tmp_path):
         np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.slow
+_JOIN_CHECK = """
+import sys
+import jax
+from absl import app
+from amstgcn_jax import sharding, trainer
+import {entry} as entry
+
+def library_call(*args, **kwargs):
+    # What train_and_evaluate / evaluate_checkpoint do first: join the launch (raises if
+    # something already started a backend), then use the devices.
+    sharding.maybe_initialize_distributed()
+    assert jax.distributed.is_initialized() and jax.process_count() == 1, "no launch joined"
+    return dict(top1=0.5, top5=1.0, best_top1=0.5, mean_class_accuracy=0.5, num_samples=2,
+                steps=0, wall_time_s=0.0, class_names=None, per_class_accuracy=[0.5, 0.5])
+
+trainer.{fn} = library_call
+sys.argv = [{entry!r}] + sys.argv[1:]
+app.run(entry.main)
+"""
+
+
+@pytest.mark.parametrize("entry, fn, flag", [("train", "train_and_evaluate", "--workdir"),
+                                             ("eval", "evaluate_checkpoint", "--checkpoint")])
+def test_entry_points_join_a_multi_process_launch_before_starting_a_backend(tmp_path, entry, fn,
+                                                                            flag):
+    """train.py / eval.py under a (one-process) jax.distributed launch: `main` must join it
+    before `host_malloc.apply_on_cpu` asks for the default backend, or `jax.distributed.initialize`
+    refuses (the two-process test below runs a whole launch of train.py)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+               JAX_NUM_PROCESSES="1", JAX_PROCESS_ID="0")
+    out = subprocess.run(
+        [sys.executable, "-c", _JOIN_CHECK.format(entry=entry, fn=fn), "--config",
+         "configs/synthetic.py:tiny", flag, str(tmp_path / "w"), "--compilation_cache_dir="],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "top-1 50.00%" in out.stdout
+
+
 def test_two_processes_with_jax_distributed_match_one_process(tmp_path):
-    """Multi-host path on CPU: 2 processes x 1 device, each reading its own rows of every batch."""
+    """Multi-host path on CPU: 2 processes x 1 device, each reading its own rows of every batch.
+
+    In the default run (~25 s): while it was marked slow, train.py started the backend before
+    joining the launch and the two checkpoint managers' multi-host commits collided, and no
+    run noticed."""
     import os
     import socket
     import subprocess
