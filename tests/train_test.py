@@ -304,7 +304,7 @@ def test_two_processes_with_jax_distributed_match_one_process(tmp_path):
     assert all(p.returncode == 0 for p in procs), outs[0][-2000:] + outs[1][-2000:]
     single = subprocess.run(cmd + ["--workdir", str(tmp_path / "single")], cwd=repo,
                             env=dict(base, XLA_FLAGS="--xla_force_host_platform_device_count=2"),
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=600, check=False)
     assert single.returncode == 0, single.stderr[-2000:]
 
     def losses(workdir):
