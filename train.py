@@ -13,7 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from amstgcn_jax import compile_cache, host_malloc, sharding, trainer, xla_flags
+from amstgcn_jax import compile_cache, host_malloc, trainer
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (path[:args]).", lock_config=True)
@@ -26,14 +26,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    xla_flags.apply_gpu_workarounds()  # before the first JAX computation starts a backend
-    logging.set_verbosity(logging.INFO)
-    trainer.quiet_library_logs()
-    # A multi-process launch must join before anything starts a backend (apply_on_cpu asks
-    # for the default backend); the library's own call then finds it initialized.
-    sharding.maybe_initialize_distributed()
-    compile_cache.enable(FLAGS.compilation_cache_dir)
-    host_malloc.apply_on_cpu(FLAGS.keep_freed_memory)
+    trainer.prepare_process(FLAGS.compilation_cache_dir, FLAGS.keep_freed_memory)
     try:
         summary = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     except trainer.NonFiniteLossError as e:

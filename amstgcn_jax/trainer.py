@@ -21,10 +21,8 @@ import numpy as np
 from absl import logging
 
 from amstgcn_jax import checkpoint as checkpoint_lib
-from amstgcn_jax import data_setup
+from amstgcn_jax import compile_cache, data_setup, host_malloc, metrics_log, optim, xla_flags
 from amstgcn_jax import evaluate as evaluate_lib
-from amstgcn_jax import metrics_log
-from amstgcn_jax import optim
 from amstgcn_jax import sharding as sharding_lib
 from amstgcn_jax import train_state as train_state_lib
 from amstgcn_jax import train_step as train_step_lib
@@ -45,6 +43,20 @@ def quiet_library_logs() -> None:
     for handler in py_logging.getLogger().handlers + py_logging.getLogger("absl").handlers:
         handler.addFilter(_Filter())
     logging.get_absl_handler().addFilter(_Filter())
+
+
+def prepare_process(compilation_cache_dir: str | None, keep_freed_memory: bool) -> None:
+    """What train.py and eval.py set up before any work, in the order it must happen: XLA's GPU
+    workarounds (read when a backend starts), INFO logs without orbax's chatter, joining a
+    multi-process launch (`jax.distributed.initialize` refuses once anything has started a
+    backend), the compilation cache (before the first compile), then glibc's keep-freed-memory
+    on the CPU backend (`host_malloc.apply_on_cpu` asks for the backend, which starts it)."""
+    xla_flags.apply_gpu_workarounds()
+    logging.set_verbosity(logging.INFO)
+    quiet_library_logs()
+    sharding_lib.maybe_initialize_distributed()
+    compile_cache.enable(compilation_cache_dir)
+    host_malloc.apply_on_cpu(keep_freed_memory)
 
 
 def _git_sha() -> str:
