@@ -229,6 +229,14 @@ def test_builtin_data_loss_decreases_and_eval_reproduces_scores(tmp_path):
         np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-5, atol=1e-5)
 
 
+def _free_port() -> int:
+    """A port no process listens on now: the jax.distributed coordinator's."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
 _JOIN_CHECK = """
 import sys
 import jax
@@ -258,14 +266,11 @@ def test_entry_points_join_a_multi_process_launch_before_starting_a_backend(tmp_
     before `host_malloc.apply_on_cpu` asks for the default backend, or `jax.distributed.initialize`
     refuses (the two-process test below runs a whole launch of train.py)."""
     import os
-    import socket
     import subprocess
     import sys
     from pathlib import Path
     repo = Path(__file__).resolve().parents[1]
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
                JAX_NUM_PROCESSES="1", JAX_PROCESS_ID="0")
     out = subprocess.run(
@@ -283,14 +288,11 @@ def test_two_processes_with_jax_distributed_match_one_process(tmp_path):
     joining the launch and the two checkpoint managers' multi-host commits collided, and no
     run noticed."""
     import os
-    import socket
     import subprocess
     import sys
     from pathlib import Path
     repo = Path(__file__).resolve().parents[1]
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     cmd = [sys.executable, "train.py", "--config", "configs/synthetic.py:tiny",
            "--config.num_epochs=1"]
     base = dict(os.environ, JAX_PLATFORMS="cpu",
