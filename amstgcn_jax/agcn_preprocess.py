@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from amstgcn_jax import graph
+from amstgcn_jax.transforms import joint_differences
 
 NTU_ZAXIS = (0, 1)  # spine base -> spine middle
 NTU_XAXIS = (8, 4)  # right shoulder, left shoulder: vector left -> right
@@ -41,6 +42,8 @@ MAX_FRAME = 300
 
 def body_energy(body_TVC: np.ndarray) -> float:
     """`get_nonzero_std`: sum of the per-axis std over the body's non-empty frames (0 if none)."""
+    if not np.any(body_TVC):  # an empty slot (most are): no frames, energy 0, no float64 copy
+        return 0.0
     body = np.asarray(body_TVC, np.float64)
     frames = body[body.sum(-1).sum(-1) != 0]
     if len(frames) == 0:
@@ -57,13 +60,15 @@ def select_active_bodies(data_CTVM: np.ndarray, num_keep: int = 2,
     upstream's: the later slot wins, so such a body is dropped for an empty slot.
     """
     data = np.asarray(data_CTVM)
-    if data.shape[-1] < num_slots:
-        pad = np.zeros(data.shape[:-1] + (num_slots - data.shape[-1],), data.dtype)
-        data = np.concatenate([data, pad], axis=-1)
-    energy = np.array([body_energy(data[..., m].transpose(1, 2, 0))
-                       for m in range(data.shape[-1])])
-    order = np.argsort(energy, kind="stable")[::-1][:num_keep]
-    return np.ascontiguousarray(data[..., order])
+    m = data.shape[-1]
+    energy = [body_energy(data[..., i].transpose(1, 2, 0)) for i in range(m)]
+    energy += [0.0] * (num_slots - m)  # the empty padding slots, never materialised
+    order = np.argsort(np.array(energy), kind="stable")[::-1][:num_keep]
+    out = np.zeros(data.shape[:-1] + (len(order),), data.dtype)
+    for j, i in enumerate(order):
+        if i < m:
+            out[..., j] = data[..., i]
+    return out
 
 
 # ----------------------------------------------------------------------------- rotations
@@ -102,9 +107,17 @@ def _align(skel_MTVC, joint_from, joint_to, target):
     for m, person in enumerate(skel_MTVC):
         if person.sum() == 0:
             continue
-        frames = np.array([frame.sum() != 0 for frame in person])
+        frames = _frame_sums(person) != 0
         out[m, frames] = (person[frames].astype(np.float64) @ rot.T).astype(np.float32)
     return out
+
+
+def _frame_sums(person_TVC: np.ndarray) -> np.ndarray:
+    """`[frame.sum() for frame in person]` in one reduction: each contiguous row of V·C values
+    is summed by the same pairwise loop, so the sums (and their `== 0` tests, which upstream
+    makes per frame in Python) are bit-identical, cancellations included."""
+    person = np.ascontiguousarray(person_TVC)
+    return person.reshape(len(person), -1).sum(axis=1)
 
 
 # ----------------------------------------------------------------------------- pre-normalisation
@@ -119,8 +132,10 @@ def _tile_person(person_TVC: np.ndarray) -> np.ndarray:
         moved = person[keep]
         person[:] = 0
         person[: len(moved)] = moved
-    for i, frame in enumerate(person):
-        if frame.sum() == 0 and person[i:].sum() == 0:
+    # Upstream walks every frame in Python; only frames whose own sum is 0 can pass its test,
+    # so walk just those (usually the first one is the start of the zero tail).
+    for i in np.flatnonzero(_frame_sums(person) == 0):
+        if person[i:].sum() == 0:
             if i == 0:
                 break  # nothing to repeat (upstream would divide by zero)
             rest = len(person) - i
@@ -146,7 +161,10 @@ def pre_normalize_sample(data_CTVM: np.ndarray, zaxis: Sequence[int] = NTU_ZAXIS
     for m in range(skel.shape[0]):
         if skel[m].sum() == 0:
             continue
-        mask_TV1 = (skel[m].sum(-1) != 0)[..., None]
+        x, y, z = (skel[m, ..., c] for c in range(3))
+        # = `skel[m].sum(-1) != 0`: a 3-term reduction adds in this order, and numpy's
+        # reduction over a length-3 last axis was 10x slower than the two adds
+        mask_TV1 = ((x + y + z) != 0)[..., None]
         skel[m] = (skel[m] - center_T1C) * mask_TV1
     skel = _align(skel, zaxis[0], zaxis[1], np.array([0, 0, 1]))
     # upstream: rshoulder (xaxis[0]) - lshoulder (xaxis[1]), the vector joint 4 -> joint 8
@@ -184,11 +202,7 @@ def flip_y(data_CTVM: np.ndarray) -> np.ndarray:
 
 def to_bone(data_CTVM: np.ndarray, layout: str = "ntu-rgb+d") -> np.ndarray:
     """`gen_bone_data.py`: every channel (a Kinetics score too) of joint v minus its parent's."""
-    pairs = graph.bone_pairs(layout)
-    out = np.zeros_like(data_CTVM)
-    for child, parent in pairs:
-        out[:, :, child] = data_CTVM[:, :, child] - data_CTVM[:, :, parent]
-    return out
+    return joint_differences(np.asarray(data_CTVM), *graph.bone_index(layout))
 
 
 # ----------------------------------------------------------------------------- pipeline ops

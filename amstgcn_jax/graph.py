@@ -276,3 +276,15 @@ def bone_pairs(layout: str | Layout) -> tuple[Pair, ...]:
     if layout.bone_pairs is not None:
         return layout.bone_pairs
     return ((layout.center, layout.center),) + layout.edges
+
+
+def bone_index(pairs: str | Layout | Sequence[Pair]) -> tuple[np.ndarray, np.ndarray]:
+    """`(children, parents)` index arrays of `pairs` (or of a layout's `bone_pairs`), for one
+    gather `bone[..., children] = x[..., children] - x[..., parents]` instead of a Python loop
+    over the pairs. A child listed twice keeps its last parent, as assigning pair by pair does
+    (numpy does not promise which value a repeated index gets)."""
+    if isinstance(pairs, (str, Layout)):
+        pairs = bone_pairs(pairs)
+    parent_of = {int(c): int(p) for c, p in pairs}  # later pairs overwrite earlier ones
+    children = np.fromiter(parent_of.keys(), np.intp, len(parent_of))
+    return children, np.fromiter(parent_of.values(), np.intp, len(parent_of))

@@ -198,3 +198,106 @@ def test_real_ntu_two_body_sample():
     assert shoulders[0] > 0.2 and np.abs(shoulders[1:]).max() < 1e-6
     spine = skel[0, 0, 1] - skel[0, 0, 0]
     assert spine[2] > 0.95 * np.linalg.norm(spine)
+
+
+# ------------------------------------------ vectorised forms against upstream's Python loops
+
+
+def _tile_person_loop(person):
+    """2s-AGCN `preprocess.py` padding of one person, its per-frame loop as written upstream."""
+    person = person.copy()
+    if person[0].sum() == 0:
+        index = person.sum(-1).sum(-1) != 0
+        tmp = person[index].copy()
+        person *= 0
+        person[: len(tmp)] = tmp
+    for i_f, frame in enumerate(person):
+        if frame.sum() == 0 and person[i_f:].sum() == 0:
+            if i_f == 0:
+                break
+            rest = len(person) - i_f
+            num = int(np.ceil(rest / i_f))
+            person[i_f:] = np.concatenate([person[0:i_f] for _ in range(num)], 0)[:rest]
+            break
+    return person
+
+
+def _align_loop(skel, joint_from, joint_to, target):
+    """`rotation` step of `preprocess.py`, frame by frame (the matrix as `ap._align` builds it)."""
+    vec = skel[0, 0, joint_to] - skel[0, 0, joint_from]
+    rot = ap._rotation_matrix(np.cross(vec, target), ap._angle_between(vec, target))
+    out = skel.copy()
+    for m, person in enumerate(skel):
+        if person.sum() == 0:
+            continue
+        frames = np.array([frame.sum() != 0 for frame in person])
+        out[m, frames] = (person[frames].astype(np.float64) @ rot.T).astype(np.float32)
+    return out
+
+
+def _pre_normalize_loops(data):
+    skel = np.ascontiguousarray(data.transpose(3, 1, 2, 0))
+    if skel.sum() == 0:
+        return data.copy()
+    for m in range(skel.shape[0]):
+        if skel[m].sum() != 0:
+            skel[m] = _tile_person_loop(skel[m])
+    center = skel[0][:, 1:2, :].copy()
+    for m in range(skel.shape[0]):
+        if skel[m].sum() != 0:
+            skel[m] = (skel[m] - center) * (skel[m].sum(-1) != 0)[..., None]
+    skel = _align_loop(skel, 0, 1, np.array([0, 0, 1]))
+    skel = _align_loop(skel, 4, 8, np.array([1, 0, 0]))
+    return np.ascontiguousarray(skel.transpose(3, 1, 2, 0))
+
+
+def _select_loop(data, num_keep=2, num_slots=4):
+    if data.shape[-1] < num_slots:
+        pad = np.zeros(data.shape[:-1] + (num_slots - data.shape[-1],), data.dtype)
+        data = np.concatenate([data, pad], axis=-1)
+    energy = np.array([ap.body_energy(data[..., m].transpose(1, 2, 0))
+                       for m in range(data.shape[-1])])
+    return data[..., np.argsort(energy, kind="stable")[::-1][:num_keep]]
+
+
+def _awkward_samples(rng):
+    """(3, 30, 25, M) samples that reach every branch: a late start (frame 0 empty), interior
+    empty frames, a frame whose values cancel to an exact 0 sum (counts as empty), a frame
+    whose sum depends on the summation order, an empty person, one and four slots."""
+    out = []
+    for case in range(7):
+        m = 4 if case == 6 else (1 if case == 5 else 2)
+        data = rng.normal(size=(3, 30, 25, m)).astype(np.float32)
+        data[:, 22:] = 0.0
+        data[:, 9, :, 0] = 0.0
+        if case in (1, 3):
+            data[:, :4, :, 0] = 0.0
+        if case == 2:
+            data[:, 11, :, 0] = 0.0
+            data[0, 11, 2, 0], data[1, 11, 7, 0] = 0.75, -0.75
+            data[:, 12, :, 0] = 0.0
+            data[0, 12, :3, 0] = (1e8, 1.0, -1e8)
+        if case == 3:
+            data[..., 1] = 0.0
+        if case == 4:
+            data[:, 15:, :, 1] = 0.0
+            data[:, 3, 20, 1] = 0.0  # a missing joint stays 0 after centring
+        if case == 6:
+            data[..., 2] = 0.0
+            data[:, :, :, 3] *= 3
+        out.append(data)
+    return out
+
+
+def test_vectorised_pre_normalisation_is_bit_identical_to_upstreams_loops():
+    rng = np.random.default_rng(13)
+    for data in _awkward_samples(rng):
+        selected = ap.select_active_bodies(data, 2)
+        np.testing.assert_array_equal(selected, _select_loop(data))
+        assert selected.flags.c_contiguous
+        padded = np.concatenate([selected, np.zeros((3, 20, 25, 2), np.float32)], 1)
+        np.testing.assert_array_equal(ap.pre_normalize_sample(padded),
+                                      _pre_normalize_loops(padded))
+    for person in (s[..., 0].transpose(1, 2, 0) for s in _awkward_samples(rng)):
+        person = np.ascontiguousarray(person)
+        np.testing.assert_array_equal(ap._tile_person(person), _tile_person_loop(person))

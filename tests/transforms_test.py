@@ -243,3 +243,84 @@ def test_pad_persons_and_auto_pad():
     assert padded["data"].shape == (3, 8, 25, 1) and not padded["data"][:, 5:].any()
     assert padded["length"] == 5  # the true length is kept
     assert T.auto_pad(ex, size=3) is ex  # longer inputs unchanged, as upstream
+
+
+# ------------------------------------------------- vectorised ops against upstream-shaped loops
+
+
+def _pre_normalize_3d_loop(data_CTVM):
+    """pyskl `PreNormalize3D` as upstream writes it (a Python loop over frames), up to the
+    alignment, which `T.pre_normalize_3d` shares: returns the kept (M, T', V, C) frames."""
+    skel = data_CTVM.transpose(3, 1, 2, 0)
+    t = skel.shape[1]
+    index0 = [i for i in range(t) if not np.all(np.isclose(skel[0, i], 0))]
+    if skel.shape[0] == 2:
+        index1 = [i for i in range(t) if not np.all(np.isclose(skel[1, i], 0))]
+        if len(index0) < len(index1):
+            return skel[:, np.array(index1)][[1, 0]]
+    return skel[:, np.array(index0)]
+
+
+def _awkward_clips(rng, v=25):
+    """Two-person clips with what the frame tests must get right: empty and near-zero frames
+    (|x| ≤ 1e-8 is "close to 0"), a second person with more frames than the first, NaN."""
+    clips = []
+    for case in range(6):
+        data = rng.normal(size=(3, 40, v, 2)).astype(np.float32)
+        data[:, 30:] = 0.0
+        data[:, [3, 17], :, 0] = 0.0
+        data[:, 5, :, 0] = 5e-9  # close to 0 everywhere: dropped
+        data[0, 6, 4, 0] = 2e-8  # one value not close to 0: kept
+        if case % 2:
+            data[:, :12, :, 0] = 0.0  # person 1 has more frames: the persons swap
+        if case == 4:
+            data[..., 1] = 0.0
+        if case == 5:
+            data[1, 8, 3, 1] = np.nan
+        clips.append(data)
+    return clips
+
+
+def test_pre_normalize_3d_keeps_the_frames_pyskls_loop_keeps():
+    rng = np.random.default_rng(11)
+    for data in _awkward_clips(rng):
+        ex = {"data": data, "label": 0, "length": 40}
+        kept = _pre_normalize_3d_loop(data)
+        out = T.pre_normalize_3d(ex, align_spine=False, align_center=False)
+        np.testing.assert_array_equal(out["data"], kept.transpose(3, 1, 2, 0))
+        assert out["length"] == kept.shape[1]
+        full = T.pre_normalize_3d(ex)  # the alignment then sees the same frames
+        assert full["data"].shape == out["data"].shape
+
+
+def _bones_loop(data, pairs, score_channel):
+    bone = np.zeros_like(data)
+    for child, parent in pairs:
+        bone[:, :, child] = data[:, :, child] - data[:, :, parent]
+        if score_channel:
+            bone[2, :, child] = (data[2, :, child] + data[2, :, parent]) / 2
+    return bone
+
+
+@pytest.mark.parametrize("layout", ["ntu-rgb+d", "openpose", "nw-ucla"])
+@pytest.mark.parametrize("score_channel", [False, True])
+def test_bone_modality_equals_the_pair_by_pair_loop(layout, score_channel):
+    v = graph.get_layout(layout).num_nodes
+    data = np.random.default_rng(12).normal(size=(3, 9, v, 2)).astype(np.float32)
+    data[1, 2, 3, 0] = np.nan
+    pairs = graph.bone_pairs(layout)
+    ex = {"data": data, "label": 0}
+    bone = T.to_modality(ex, modality="bone", layout=layout, score_channel=score_channel)["data"]
+    np.testing.assert_array_equal(bone, _bones_loop(data, pairs, score_channel))
+    assert bone.dtype == data.dtype
+    # a joint without a pair is exactly 0 even next to NaN; a child listed twice keeps its
+    # last parent, as the loop's second assignment overwrites the first
+    few = ((1, 0), (2, 1), (1, 3))
+    out = T.to_modality(ex, modality="bone_motion", pairs=few, score_channel=score_channel)
+    bm = _bones_loop(data, few, score_channel)
+    motion = np.zeros_like(bm)
+    motion[:, :-1] = np.diff(bm, axis=1)
+    if score_channel:
+        motion[2, :-1] = (bm[2, :-1] + bm[2, 1:]) / 2
+    np.testing.assert_array_equal(out["data"], motion)
+    assert not out["data"][:, :, 4:].any()
