@@ -21,6 +21,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
 
 
 @dataclasses.dataclass
@@ -38,6 +39,7 @@ class RepeatedSource:
 
     def __init__(self, source, times: int):
         self.source, self.times = source, int(times)
+        self.file_backed = getattr(source, "file_backed", False)
 
     def __len__(self):
         return len(self.source) * self.times
@@ -132,6 +134,11 @@ def _make_transforms(dc, train: bool, layout):
     return ops + [functools.partial(transforms.pad_persons, num_persons=dc.num_persons)]
 
 
+def make_train_transforms(dc, layout=None) -> list:
+    """The training transforms of `config.data` (what the train iterator applies)."""
+    return _make_transforms(dc, True, layout)
+
+
 def make_test_transforms(dc, layout=None) -> list:
     """The test-time transforms of `config.data` (evaluation and `predict`)."""
     return _make_transforms(dc, False, layout)
@@ -152,6 +159,19 @@ def _shard():
     return dict(shard_index=jax.process_index(), shard_count=jax.process_count())
 
 
+def num_workers_for(dc, source, what: str) -> int:
+    """`config.data.num_workers`, with -1 ("auto") resolved by `pipeline.auto_num_workers`."""
+    from amstgcn_jax import pipeline
+    if dc.num_workers >= 0:
+        return int(dc.num_workers)
+    n, why = pipeline.auto_num_workers(source, backend=jax.default_backend(),
+                                       cpus=pipeline.usable_cpus(),
+                                       local_devices=jax.local_device_count())
+    logging.info("%s input pipeline: %d grain worker process(es) (num_workers=-1: %s)",
+                 what, n, why)
+    return n
+
+
 def make_eval_data(dc, *, eval_batch_size: int, num_devices: int, layout=None, source=None):
     """`(eval_batches, sample_x, class_names)`: padded, masked test batches of `config.data`."""
     from amstgcn_jax import pipeline
@@ -165,8 +185,8 @@ def make_eval_data(dc, *, eval_batch_size: int, num_devices: int, layout=None, s
     test_ops = _make_transforms(dc, False, layout)
     eval_iterable = pipeline.make_eval_batches(
         source, batch_size=eval_batch_size, transforms=test_ops,
-        num_clips=dc.num_clips if dc.recipe == "pyskl" else 1, num_workers=dc.num_workers,
-        **_shard())
+        num_clips=dc.num_clips if dc.recipe == "pyskl" else 1,
+        num_workers=num_workers_for(dc, source, "test"), **_shard())
     first = pipeline.make_eval_batches(source, batch_size=num_devices, transforms=test_ops,
                                        **_shard())
     return (lambda: iter(eval_iterable)), next(iter(first))["x"], class_names
@@ -186,7 +206,8 @@ def make_data(dc, *, batch_size: int, local_batch_size: int, seed: int, eval_bat
         train_src = RepeatedSource(train_src, dc.repeat)
     train_iter = pipeline.make_train_iter(
         train_src, batch_size=batch_size, seed=seed,
-        transforms=_make_transforms(dc, True, layout), num_workers=dc.num_workers, **_shard())
+        transforms=_make_transforms(dc, True, layout),
+        num_workers=num_workers_for(dc, train_src, "train"), **_shard())
     return Data(train_iter=train_iter,
                 steps_per_epoch=pipeline.train_steps_per_epoch(len(train_src), batch_size),
                 eval_batches=eval_batches, sample_x=sample_x, num_classes=num_classes,

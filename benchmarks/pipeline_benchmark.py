@@ -10,6 +10,14 @@ pipeline/train (issue: the pipeline must feed ≥ 10× the step's rate).
     python benchmarks/pipeline_benchmark.py --workers 0,1,2 --batches 30
     python benchmarks/pipeline_benchmark.py --model stgcn --batch_size 16
 
+With `--config` (repeatable), the pipeline is the training transforms of that experiment config
+instead (e.g. 2s-AGCN's NTU pre-normalisation, the pyskl recipe), fed random clips of the config's
+skeleton (joints, persons, a score channel for Kinetics), 60-300 stored frames; each op's cost
+per clip is printed too, from an in-process pass:
+
+    python benchmarks/pipeline_benchmark.py --workers 0,2 --config configs/kinetics.py \
+        --config configs/ntu60.py:xsub,backbone=agcn --config configs/synthetic.py
+
 Measured figures are printed as they come; the last line is one JSON object.
 """
 
@@ -22,6 +30,8 @@ import platform
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -41,6 +51,11 @@ def parse_args(argv=None):
     p.add_argument("--batches", type=int, default=30, help="timed batches per setting")
     p.add_argument("--warmup", type=int, default=3, help="untimed batches (worker start-up)")
     p.add_argument("--threads", type=int, default=1, help="grain read threads per process")
+    p.add_argument("--config", action="append", default=[],
+                   help="an experiment config (path[:args]) whose train transforms to time "
+                        "(repeatable; overrides --recipe/--window/--modality/--rotation)")
+    p.add_argument("--op_clips", type=int, default=200,
+                   help="clips of the in-process per-op pass (--config)")
     p.add_argument("--model", choices=("none", "stgcn", "am_stgcn"), default="none",
                    help="also time the train step of this model on the same machine")
     p.add_argument("--model_batches", type=int, default=3)
@@ -69,7 +84,6 @@ def time_pipeline(src, ops, *, batch_size, workers, threads, batches, warmup):
 def time_train_step(model_name, x_shape, *, batches):
     import jax
     import jax.numpy as jnp
-    import numpy as np
     import optax
 
     from amstgcn_jax.model import get_model
@@ -111,8 +125,99 @@ def time_train_step(model_name, x_shape, *, batches):
             "clips_per_s": batches * x_shape[0] / dt, "step_s": dt / batches}
 
 
+class RandomClips:
+    """`n` random clips in the upstream layout (3, L, V, M), L uniform in [min_frames,
+    max_frames], the second person in every other clip; channel 2 is a [0, 1] score when
+    `score_channel` (OpenPose). Picklable, so worker processes get it (it is small)."""
+
+    def __init__(self, n, *, joints, persons, score_channel, min_frames, max_frames, seed=0):
+        rng = np.random.default_rng(seed)
+        self.examples = []
+        for i in range(n):
+            t = int(rng.integers(min_frames, max_frames + 1))
+            data = np.zeros((3, t, joints, persons), np.float32)
+            for m in range(1 if i % 2 == 0 else persons):
+                data[..., m] = rng.normal(0.0, 0.3, size=(3, t, joints))
+            if score_channel:
+                data[2] = np.abs(data[2]).clip(0, 1)
+            self.examples.append({"data": data, "label": i % 10, "length": t, "name": f"r{i}"})
+
+    def __len__(self):
+        return len(self.examples)
+
+    def __getitem__(self, i):
+        return dict(self.examples[int(i)])
+
+
+def load_config(spec):
+    """`path[:args]` -> the ConfigDict of that config file's `get_config(args)`."""
+    import importlib.util
+    path, _, arg = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def time_ops(src, ops, n):
+    """In-process pass over `n` clips: (seconds per clip, {op name: seconds per clip}), after
+    an untimed pass over 5 (first calls pay for imports and caches)."""
+    from amstgcn_jax import transforms
+    for k in range(5):
+        ex = transforms.apply_transforms(dict(src[k % len(src)], index=k), ops,
+                                         np.random.default_rng(k))
+    per_op = {}
+    t_all = time.perf_counter()
+    for k in range(n):
+        ex = dict(src[k % len(src)], index=k)
+        rng = np.random.default_rng(k)
+        for op in ops:
+            name = getattr(op, "func", op).__name__
+            t0 = time.perf_counter()
+            ex = op(ex, rng) if transforms.takes_rng(op) else op(ex)
+            per_op[name] = per_op.get(name, 0.0) + time.perf_counter() - t0
+        transforms.to_model_input(ex)
+    total = (time.perf_counter() - t_all) / n
+    return total, {k: v / n for k, v in per_op.items()}
+
+
+def config_pipeline(spec, args):
+    """(source, train transforms, description) of an experiment config."""
+    from amstgcn_jax import data_setup, graph
+    config = load_config(spec)
+    dc, layout = config.data, config.model.layout
+    src = RandomClips(args.num_samples, joints=graph.get_layout(layout).num_nodes,
+                      persons=max(1, dc.num_persons), score_channel=bool(dc.score_channel),
+                      min_frames=args.min_frames, max_frames=args.max_frames)
+    ops = data_setup.make_train_transforms(dc, layout)
+    return src, ops, {"config": spec, "recipe": dc.recipe, "modality": dc.modality,
+                      "window": dc.window, "layout": layout, "batch_size": config.batch_size}
+
+
+def run_config(spec, args):
+    src, ops, info = config_pipeline(spec, args)
+    per_clip, per_op = time_ops(src, ops, args.op_clips)
+    print(f"{spec}: in-process {1e3 * per_clip:.2f} ms/clip ({1 / per_clip:.0f} clips/s); "
+          + ", ".join(f"{k} {1e3 * v:.2f}" for k, v in per_op.items()), flush=True)
+    results = []
+    for w in (int(s) for s in args.workers.split(",")):
+        r = time_pipeline(src, ops, batch_size=args.batch_size, workers=w,
+                          threads=args.threads, batches=args.batches, warmup=args.warmup)
+        print(f"  workers={w}: {r['clips_per_s']:.0f} clips/s (start-up {r['startup_s']:.2f} s, "
+              f"batch {r['batch_shape']})", flush=True)
+        results.append(r)
+    return dict(info, in_process_ms_per_clip=1e3 * per_clip,
+                op_ms_per_clip={k: 1e3 * v for k, v in per_op.items()}, pipeline=results)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.config:
+        configs = [run_config(spec, args) for spec in args.config]
+        print(json.dumps({"benchmark": "pipeline", "host": platform.node(),
+                          "cpus": os.cpu_count(), "batch_size": args.batch_size,
+                          "configs": configs}))
+        return
     from amstgcn_jax import synthetic, transforms
     t0 = time.perf_counter()
     src = synthetic.SyntheticSource(args.num_samples, min_frames=args.min_frames,

@@ -61,7 +61,7 @@ DATA_DEFAULTS = dict(
     num_clips=1,  # test clips per sample (pyskl recipe)
     score_channel=False,  # channel 2 is an OpenPose score (Kinetics), not a coordinate
     num_persons=2, repeat=1,  # repeat: passes over the train set per epoch (CTR-GCN)
-    num_workers=0,  # grain worker processes
+    num_workers=-1,  # grain worker processes; -1: auto (0 on CPU, several for TFDS on GPU/TPU)
     num_train=1200, num_test=480, synthetic_min_frames=48, synthetic_max_frames=96,
 )
 

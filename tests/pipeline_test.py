@@ -1,12 +1,15 @@
 """grain pipeline: per-epoch shuffling, sharding, eval padding/masks, exact resume, workers."""
 
 import functools
+import os
 
+import ml_collections
 import numpy as np
 import pytest
 
 from amstgcn_jax import pipeline
 from amstgcn_jax import transforms as T
+from configs import common as configs_common
 
 
 class _ToySource:
@@ -160,3 +163,26 @@ def test_iterator_state_through_orbax(tmp_path):
     for x, y in zip(expected, _take(fresh, 3)):
         np.testing.assert_array_equal(x["x"], y["x"])
         np.testing.assert_array_equal(x["index"], y["index"])
+
+
+def test_auto_num_workers():
+    from amstgcn_jax import data_setup
+
+    class Files(_ToySource):
+        file_backed = True
+
+    files, memory = Files(8), _ToySource(8)
+    auto = pipeline.auto_num_workers
+    assert auto(files, backend="cpu", cpus=64, local_devices=1)[0] == 0  # the step's cores
+    assert auto(memory, backend="gpu", cpus=16, local_devices=1)[0] == 0  # no dataset copies
+    assert auto(files, backend="gpu", cpus=16, local_devices=1)[0] == 8
+    assert auto(files, backend="gpu", cpus=16, local_devices=8)[0] == 15  # one core left
+    assert auto(files, backend="tpu", cpus=1, local_devices=4)[0] == 1
+    assert data_setup.RepeatedSource(files, 5).file_backed
+    assert not data_setup.RepeatedSource(memory, 5).file_backed
+    assert 1 <= pipeline.usable_cpus() <= (os.cpu_count() or 1)
+    dc = ml_collections.ConfigDict(configs_common.data_config())
+    assert dc.num_workers == -1  # the configs' default
+    assert data_setup.num_workers_for(dc, files, "train") == 0  # this CPU backend
+    dc.num_workers = 3
+    assert data_setup.num_workers_for(dc, memory, "train") == 3  # an explicit count is kept
