@@ -56,6 +56,7 @@ def parse_args(argv=None):
                         "(repeatable; overrides --recipe/--window/--modality/--rotation)")
     p.add_argument("--op_clips", type=int, default=200,
                    help="clips of the in-process per-op pass (--config)")
+    p.add_argument("--out", help="append the JSON line (with the checkout's commit) here")
     p.add_argument("--model", choices=("none", "stgcn", "am_stgcn"), default="none",
                    help="also time the train step of this model on the same machine")
     p.add_argument("--model_batches", type=int, default=3)
@@ -213,10 +214,11 @@ def run_config(spec, args):
 def main(argv=None):
     args = parse_args(argv)
     if args.config:
+        from benchmarks.train_step_benchmark import emit_json
         configs = [run_config(spec, args) for spec in args.config]
-        print(json.dumps({"benchmark": "pipeline", "host": platform.node(),
-                          "cpus": os.cpu_count(), "batch_size": args.batch_size,
-                          "configs": configs}))
+        emit_json({"benchmark": "pipeline", "host": platform.node(), "cpus": os.cpu_count(),
+                   "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   "batch_size": args.batch_size, "configs": configs}, args.out)
         return
     from amstgcn_jax import synthetic, transforms
     t0 = time.perf_counter()

@@ -5,14 +5,15 @@ import json
 from benchmarks import pipeline_benchmark
 
 
-def test_config_mode_times_each_op_and_ends_with_json(capsys):
+def test_config_mode_times_each_op_and_ends_with_json(capsys, tmp_path):
     pipeline_benchmark.main([
         "--workers", "0", "--batches", "2", "--warmup", "1", "--batch_size", "4",
         "--num_samples", "12", "--op_clips", "6", "--min_frames", "40", "--max_frames", "80",
         "--config", "configs/ntu60.py:xsub,backbone=agcn,bone",
-        "--config", "configs/kinetics.py"])
+        "--config", "configs/kinetics.py", "--out", str(tmp_path / "r.jsonl")])
     lines = capsys.readouterr().out.strip().splitlines()
     out = json.loads(lines[-1])
+    assert json.loads((tmp_path / "r.jsonl").read_text()) == out and "commit" in out["source"]
     ntu, kinetics = out["configs"]
     assert ntu["recipe"] == "agcn" and ntu["modality"] == "bone"
     assert list(ntu["op_ms_per_clip"]) == ["agcn_select_bodies", "agcn_pre_normalize",
