@@ -8,7 +8,8 @@
 # to OUT_DIR/gpu_results.jsonl as soon as it finishes; stdout+stderr go to OUT_DIR/gpu_log.txt.
 # BUDGET_S (default 260) bounds the whole script: a configuration starts only if its
 # estimate still fits, so the most important ones run first. Needs python3 with jax[cuda],
-# flax, optax, absl and torch (CUDA); amstgcn_jax is used from this checkout (no install).
+# flax, optax, absl, grain and torch (CUDA); amstgcn_jax is used from this checkout (no install).
+# Last, the host's input pipeline is timed (OUT_DIR/pipeline_results.jsonl).
 # NTU_FLAGS / KIN_FLAGS add harness flags to the JAX side of the NTU / Kinetics runs; with
 # TUNED=OUT/prof/results.json (from gpu_tuning.sh) they default to the fastest ntu_* / kin_*
 # variant's formulation flags (benchmarks/pick_variant.py), so the JAX-vs-PyTorch figures are
@@ -85,4 +86,18 @@ run kinetics_convs_l3x3_bf16 35 90 --model convs_l3x3 \
 # 5. float32 (TF32 matmuls/convs pinned on both sides), NTU.
 run ntu_stgcn_fp32 60 120 --model stgcn --dataset ntu --frames "$NTU_T" --batch "$FP32_BATCH" \
     --dtype float32 --precision tf32
+# 6. The host's input pipeline (CPU only): can its cores feed the steps above? Each config's own
+#    train transforms with 0 and PIPE_WORKERS grain workers (README "Input pipeline").
+left=$(( BUDGET_S - ($(date +%s) - START) ))
+if (( left >= 45 )); then
+  echo "== RUN host_pipeline (timeout ${left}s)" | tee -a "$LOG"
+  timeout "$left" $PY benchmarks/pipeline_benchmark.py --workers "0,${PIPE_WORKERS:-4,8}" \
+      --batches "${PIPE_BATCHES:-20}" --config configs/kinetics.py --config configs/ntu60.py:xsub \
+      --config configs/ntu60.py:xsub,backbone=agcn --out "$OUT_DIR/pipeline_results.jsonl" \
+      >>"$LOG" 2>&1
+  echo "== END host_pipeline rc=$?" | tee -a "$LOG"
+  grep -E '^(configs/|  workers=)' "$LOG" | tail -n 12 | sed 's/^/   /'
+else
+  echo "== SKIP host_pipeline (needs ~45s, ${left}s left)" | tee -a "$LOG"
+fi
 echo "== done in $(( $(date +%s) - START ))s; results: $JSONL" | tee -a "$LOG"

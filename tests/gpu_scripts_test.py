@@ -34,7 +34,8 @@ def test_tuning_sweep_feeds_the_benchmark_on_cpu(tmp_path):
 
     _run("gpu_benchmark.sh", tmp_path / "bench", {
         "TUNED": str(tmp_path / "tune" / "prof" / "results.json"), "WARMUP": "1",
-        "NTU_T": "8", "KIN_T": "8", "NTU_BATCH": "1", "KIN_BATCH": "1", "FP32_BATCH": "1"})
+        "NTU_T": "8", "KIN_T": "8", "NTU_BATCH": "1", "KIN_BATCH": "1", "FP32_BATCH": "1",
+        "PIPE_WORKERS": "1", "PIPE_BATCHES": "2"})
     log = (tmp_path / "bench" / "gpu_log.txt").read_text()
     assert "== NTU_FLAGS=" in log and "SKIP" not in log, log[-3000:]
     rows = [json.loads(line) for line in
@@ -42,4 +43,8 @@ def test_tuning_sweep_feeds_the_benchmark_on_cpu(tmp_path):
     assert [r["config"]["model"] for r in rows] == [
         "stgcn", "am_stgcn", "stgcn", "am_stgcn", "convs_l3x3", "stgcn"]
     assert all(r["jax"]["train"]["clips_per_s"] > 0 for r in rows)
+    pipe = json.loads((tmp_path / "bench" / "pipeline_results.jsonl").read_text())
+    assert [c["config"] for c in pipe["configs"]] == [
+        "configs/kinetics.py", "configs/ntu60.py:xsub", "configs/ntu60.py:xsub,backbone=agcn"]
+    assert [p["workers"] for p in pipe["configs"][0]["pipeline"]] == [0, 1]
     assert rows[0]["source"]["commit"] is None or len(rows[0]["source"]["commit"]) == 40
