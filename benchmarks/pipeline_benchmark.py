@@ -195,18 +195,24 @@ def config_pipeline(spec, args):
                       "window": dc.window, "layout": layout, "batch_size": config.batch_size}
 
 
+def time_workers(src, ops, args, indent=""):
+    """`time_pipeline` for each worker count in `--workers`, printed as it comes."""
+    results = []
+    for w in (int(s) for s in args.workers.split(",")):
+        r = time_pipeline(src, ops, batch_size=args.batch_size, workers=w,
+                          threads=args.threads, batches=args.batches, warmup=args.warmup)
+        print(f"{indent}workers={w}: {r['clips_per_s']:.0f} clips/s (start-up "
+              f"{r['startup_s']:.2f} s, batch {r['batch_shape']})", flush=True)
+        results.append(r)
+    return results
+
+
 def run_config(spec, args):
     src, ops, info = config_pipeline(spec, args)
     per_clip, per_op = time_ops(src, ops, args.op_clips)
     print(f"{spec}: in-process {1e3 * per_clip:.2f} ms/clip ({1 / per_clip:.0f} clips/s); "
           + ", ".join(f"{k} {1e3 * v:.2f}" for k, v in per_op.items()), flush=True)
-    results = []
-    for w in (int(s) for s in args.workers.split(",")):
-        r = time_pipeline(src, ops, batch_size=args.batch_size, workers=w,
-                          threads=args.threads, batches=args.batches, warmup=args.warmup)
-        print(f"  workers={w}: {r['clips_per_s']:.0f} clips/s (start-up {r['startup_s']:.2f} s, "
-              f"batch {r['batch_shape']})", flush=True)
-        results.append(r)
+    results = time_workers(src, ops, args, indent="  ")
     return dict(info, in_process_ms_per_clip=1e3 * per_clip,
                 op_ms_per_clip={k: 1e3 * v for k, v in per_op.items()}, pipeline=results)
 
@@ -230,13 +236,7 @@ def main(argv=None):
                                      modality=args.modality, layout="ntu-rgb+d",
                                      rotation=args.rotation, pad_to=args.pad_to or None)
     print("transforms:", [getattr(o, "func", o).__name__ for o in ops])
-    results = []
-    for w in (int(s) for s in args.workers.split(",")):
-        r = time_pipeline(src, ops, batch_size=args.batch_size, workers=w,
-                          threads=args.threads, batches=args.batches, warmup=args.warmup)
-        print(f"workers={w}: {r['clips_per_s']:.0f} clips/s (start-up {r['startup_s']:.2f} s, "
-              f"batch {r['batch_shape']})", flush=True)
-        results.append(r)
+    results = time_workers(src, ops, args)
     out = {"benchmark": "pipeline", "host": platform.node(), "cpus": os.cpu_count(),
            "recipe": args.recipe, "window": args.window, "batch_size": args.batch_size,
            "synthetic_generation_s": gen_s, "pipeline": results}
