@@ -182,7 +182,7 @@ def make_eval_data(dc, *, eval_batch_size: int, num_devices: int, layout=None, s
         source, class_names = make_source(dc, "test")
     else:
         source, class_names = source
-    test_ops = _make_transforms(dc, False, layout)
+    test_ops = make_test_transforms(dc, layout)
     eval_iterable = pipeline.make_eval_batches(
         source, batch_size=eval_batch_size, transforms=test_ops,
         num_clips=dc.num_clips if dc.recipe == "pyskl" else 1,
@@ -206,7 +206,7 @@ def make_data(dc, *, batch_size: int, local_batch_size: int, seed: int, eval_bat
         train_src = RepeatedSource(train_src, dc.repeat)
     train_iter = pipeline.make_train_iter(
         train_src, batch_size=batch_size, seed=seed,
-        transforms=_make_transforms(dc, True, layout),
+        transforms=make_train_transforms(dc, layout),
         num_workers=num_workers_for(dc, train_src, "train"), **_shard())
     return Data(train_iter=train_iter,
                 steps_per_epoch=pipeline.train_steps_per_epoch(len(train_src), batch_size),

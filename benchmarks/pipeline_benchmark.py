@@ -24,7 +24,6 @@ Measured figures are printed as they come; the last line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -218,13 +217,14 @@ def run_config(spec, args):
 
 
 def main(argv=None):
+    from benchmarks.train_step_benchmark import emit_json
     args = parse_args(argv)
+    head = {"benchmark": "pipeline", "host": platform.node(), "cpus": os.cpu_count(),
+            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "batch_size": args.batch_size}
     if args.config:
-        from benchmarks.train_step_benchmark import emit_json
         configs = [run_config(spec, args) for spec in args.config]
-        emit_json({"benchmark": "pipeline", "host": platform.node(), "cpus": os.cpu_count(),
-                   "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   "batch_size": args.batch_size, "configs": configs}, args.out)
+        emit_json(head | {"configs": configs}, args.out)
         return
     from amstgcn_jax import synthetic, transforms
     t0 = time.perf_counter()
@@ -237,9 +237,8 @@ def main(argv=None):
                                      rotation=args.rotation, pad_to=args.pad_to or None)
     print("transforms:", [getattr(o, "func", o).__name__ for o in ops])
     results = time_workers(src, ops, args)
-    out = {"benchmark": "pipeline", "host": platform.node(), "cpus": os.cpu_count(),
-           "recipe": args.recipe, "window": args.window, "batch_size": args.batch_size,
-           "synthetic_generation_s": gen_s, "pipeline": results}
+    out = head | {"recipe": args.recipe, "window": args.window,
+                  "synthetic_generation_s": gen_s, "pipeline": results}
     if args.model != "none":
         t = time_train_step(args.model, tuple(results[0]["batch_shape"]),
                             batches=args.model_batches)
@@ -248,7 +247,7 @@ def main(argv=None):
         print(f"train step ({t['model']}, {t['device']}): {t['clips_per_s']:.1f} clips/s; "
               f"pipeline/train = {t['pipeline_over_train']:.1f}x", flush=True)
         out["train_step"] = t
-    print(json.dumps(out))
+    emit_json(out, args.out)
 
 
 if __name__ == "__main__":  # guard: grain's worker processes re-import __main__

@@ -33,3 +33,13 @@ def test_random_clips_have_the_configs_skeleton():
     assert all(s[0] == 3 and 5 <= s[1] <= 9 and s[2:] == (18, 2) for s in shapes)
     assert not src[0]["data"][..., 1].any() and src[1]["data"][..., 1].any()
     assert (src[1]["data"][2] >= 0).all() and (src[1]["data"][2] <= 1).all()
+
+
+def test_recipe_mode_appends_the_same_json_line_to_out(capsys, tmp_path):
+    pipeline_benchmark.main(["--workers", "0", "--batches", "1", "--warmup", "1",
+                             "--batch_size", "4", "--num_samples", "8",
+                             "--out", str(tmp_path / "r.jsonl")])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert json.loads((tmp_path / "r.jsonl").read_text()) == out
+    assert out["recipe"] == "stgcn" and out["pipeline"][0]["clips_per_s"] > 0
+    assert "commit" in out["source"] and out["batch_size"] == 4
