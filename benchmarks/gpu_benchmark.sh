@@ -6,10 +6,11 @@
 #
 # Each configuration is a separate process (clean peak-memory figures) and appends its JSON line
 # to OUT_DIR/gpu_results.jsonl as soon as it finishes; stdout+stderr go to OUT_DIR/gpu_log.txt.
-# BUDGET_S (default 260) bounds the whole script: a configuration starts only if its
+# BUDGET_S (default 400) bounds the whole script: a configuration starts only if its
 # estimate still fits, so the most important ones run first. Needs python3 with jax[cuda],
 # flax, optax, absl, grain and torch (CUDA); amstgcn_jax is used from this checkout (no install).
-# Last, the host's input pipeline is timed (OUT_DIR/pipeline_results.jsonl).
+# Last, train.py itself runs a Kinetics-shaped TFDS dataset end to end (OUT_DIR/epoch_results.jsonl)
+# and the host's input pipeline is timed (OUT_DIR/pipeline_results.jsonl).
 # NTU_FLAGS / KIN_FLAGS add harness flags to the JAX side of the NTU / Kinetics runs; with
 # TUNED=OUT/prof/results.json (from gpu_tuning.sh) they default to the fastest ntu_* / kin_*
 # variant's formulation flags (benchmarks/pick_variant.py), so the JAX-vs-PyTorch figures are
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-./gpu_results}}
 mkdir -p "$OUT_DIR"
 PY=${PYTHON:-python3}
-BUDGET_S=${BUDGET_S:-260}
+BUDGET_S=${BUDGET_S:-400}
 DEVICE=${DEVICE:-gpu}
 ITERS=${ITERS:-4}
 CHUNK=${CHUNK:-5}
@@ -86,7 +87,23 @@ run kinetics_convs_l3x3_bf16 35 90 --model convs_l3x3 \
 # 5. float32 (TF32 matmuls/convs pinned on both sides), NTU.
 run ntu_stgcn_fp32 60 120 --model stgcn --dataset ntu --frames "$NTU_T" --batch "$FP32_BATCH" \
     --dtype float32 --precision tf32
-# 6. The host's input pipeline (CPU only): can its cores feed the steps above? Each config's own
+# 6. train.py end to end on a built TFDS dataset (decode, the Kinetics transforms, grain workers,
+#    host-to-device copies, the step): the Kinetics epoch the issue asks for, projected from
+#    EPOCH_STEPS steps after the first logged interval (benchmarks/epoch_benchmark.py).
+left=$(( BUDGET_S - ($(date +%s) - START) ))
+if (( left >= ${EPOCH_EST_S:-150} )); then
+  echo "== RUN train_epoch (timeout ${left}s)" | tee -a "$LOG"
+  timeout "$left" $PY benchmarks/epoch_benchmark.py \
+      --config "${EPOCH_CONFIG:-configs/kinetics.py:variant=stgcn,bf16}" \
+      --clips "${EPOCH_CLIPS:-4096}" --steps "${EPOCH_STEPS:-150}" \
+      --log_every "${EPOCH_LOG_EVERY:-10}" --workers "${EPOCH_WORKERS:--1}" \
+      ${EPOCH_ARGS:-} --out "$OUT_DIR/epoch_results.jsonl" >>"$LOG" 2>&1
+  echo "== END train_epoch rc=$?" | tee -a "$LOG"
+  grep -E '^(wrote|num_workers=)' "$LOG" | tail -n 4 | sed 's/^/   /'
+else
+  echo "== SKIP train_epoch (needs ~${EPOCH_EST_S:-150}s, ${left}s left)" | tee -a "$LOG"
+fi
+# 7. The host's input pipeline (CPU only): can its cores feed the steps above? Each config's own
 #    train transforms with 0 and PIPE_WORKERS grain workers (README "Input pipeline").
 left=$(( BUDGET_S - ($(date +%s) - START) ))
 if (( left >= 45 )); then

@@ -1,6 +1,6 @@
 """The GPU scripts run end to end (on the CPU, tiny shapes), so a lent GPU's minutes are not
 spent finding a broken script: gpu_tuning.sh's sweep feeds pick_variant.py, whose flags
-gpu_benchmark.sh passes to every JAX harness run."""
+gpu_benchmark.sh passes to every JAX harness run, and its train.py and pipeline steps run."""
 
 import json
 import os
@@ -35,7 +35,10 @@ def test_tuning_sweep_feeds_the_benchmark_on_cpu(tmp_path):
     _run("gpu_benchmark.sh", tmp_path / "bench", {
         "TUNED": str(tmp_path / "tune" / "prof" / "results.json"), "WARMUP": "1",
         "NTU_T": "8", "KIN_T": "8", "NTU_BATCH": "1", "KIN_BATCH": "1", "FP32_BATCH": "1",
-        "PIPE_WORKERS": "1", "PIPE_BATCHES": "2"})
+        "PIPE_WORKERS": "1", "PIPE_BATCHES": "2",
+        "EPOCH_CONFIG": "configs/kinetics.py:variant=stgcn", "EPOCH_CLIPS": "16",
+        "EPOCH_STEPS": "6", "EPOCH_LOG_EVERY": "2",
+        "EPOCH_ARGS": "--batch_size 8 --set data.window=8 --epoch_clips 1000"})
     log = (tmp_path / "bench" / "gpu_log.txt").read_text()
     assert "== NTU_FLAGS=" in log and "SKIP" not in log, log[-3000:]
     rows = [json.loads(line) for line in
@@ -47,4 +50,6 @@ def test_tuning_sweep_feeds_the_benchmark_on_cpu(tmp_path):
     assert [c["config"] for c in pipe["configs"]] == [
         "configs/kinetics.py", "configs/ntu60.py:xsub", "configs/ntu60.py:xsub,backbone=agcn"]
     assert [p["workers"] for p in pipe["configs"][0]["pipeline"]] == [0, 1]
+    epoch = json.loads((tmp_path / "bench" / "epoch_results.jsonl").read_text())
+    assert epoch["batch_size"] == 8 and epoch["runs"][0]["clips_per_s"] > 0
     assert rows[0]["source"]["commit"] is None or len(rows[0]["source"]["commit"]) == 40
