@@ -18,7 +18,7 @@ logging. It
    `--skip_logs` (those cover compilation and worker start-up) over their wall time.
 
     python benchmarks/epoch_benchmark.py --config configs/kinetics.py:variant=stgcn,bf16 \
-        --clips 4096 --steps 120 --workers -1,0 --out results.jsonl
+        --clips 4096 --steps 120 --workers=-1,0 --out results.jsonl
 
 The last line printed is one JSON object (with the checkout's commit).
 """
@@ -62,7 +62,8 @@ def parse_args(argv=None):
     p.add_argument("--epoch_clips", type=int, default=240_000,
                    help="clips per epoch the rate is projected to (and data.repeat sized for)")
     p.add_argument("--workers", default="-1",
-                   help="comma-separated config.data.num_workers values, one run each")
+                   help="comma-separated config.data.num_workers values, one run each "
+                        "(write --workers=-1,0: a leading minus reads as an option)")
     p.add_argument("--batch_size", type=int, default=0, help="0: the config's")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="further train.py --config.KEY=VALUE overrides (repeatable)")

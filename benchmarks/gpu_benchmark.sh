@@ -96,7 +96,7 @@ if (( left >= ${EPOCH_EST_S:-150} )); then
   timeout "$left" $PY benchmarks/epoch_benchmark.py \
       --config "${EPOCH_CONFIG:-configs/kinetics.py:variant=stgcn,bf16}" \
       --clips "${EPOCH_CLIPS:-4096}" --steps "${EPOCH_STEPS:-150}" \
-      --log_every "${EPOCH_LOG_EVERY:-10}" --workers "${EPOCH_WORKERS:--1}" \
+      --log_every "${EPOCH_LOG_EVERY:-10}" --workers="${EPOCH_WORKERS:--1}" \
       ${EPOCH_ARGS:-} --out "$OUT_DIR/epoch_results.jsonl" >>"$LOG" 2>&1
   echo "== END train_epoch rc=$?" | tee -a "$LOG"
   grep -E '^(wrote|num_workers=)' "$LOG" | tail -n 4 | sed 's/^/   /'

@@ -82,47 +82,36 @@ def time_pipeline(src, ops, *, batch_size, workers, threads, batches, warmup):
 
 
 def time_train_step(model_name, x_shape, *, batches):
+    """The project's train step (`amstgcn_jax.train_step`, the state donated, as `train.py`
+    runs it) on one resident batch of the pipeline's shape: (compile s, clips/s)."""
     import jax
     import jax.numpy as jnp
-    import optax
 
     from amstgcn_jax.model import get_model
-    kw = dict(backbone="stgcn", num_classes=60, layout="ntu-rgb+d")
+    from benchmarks.train_step_benchmark import _make_train_step
+    kw = {"backbone": "stgcn", "num_classes": 60, "layout": "ntu-rgb+d"}
     if model_name == "am_stgcn":
         kw["variant"] = "am_stgcn"
     model = get_model(**kw)
-    x = jnp.asarray(np.random.default_rng(0).normal(size=x_shape).astype(np.float32))
-    y = jnp.zeros((x_shape[0],), jnp.int32)
-    variables = model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, x,
-                           train=False)
-    tx = optax.sgd(0.1, momentum=0.9, nesterov=True)
-    state = (variables["params"], variables.get("batch_stats", {}),
-             tx.init(variables["params"]))
-
-    @jax.jit
-    def step(state, x, y, key):
-        params, stats, opt = state
-
-        def loss_fn(p):
-            (logits, _), new = model.apply({"params": p, "batch_stats": stats}, x, train=True,
-                                           mutable=["batch_stats"], rngs={"dropout": key})
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new
-
-        (loss, new), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt = tx.update(grads, opt, params)
-        return (optax.apply_updates(params, updates), new["batch_stats"], opt), loss
-
+    batch = {"x": jnp.asarray(np.random.default_rng(0).normal(size=x_shape).astype(np.float32)),
+             "label": jnp.zeros((x_shape[0],), jnp.int32)}
+    variables = model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)},
+                           batch["x"], train=False)
+    step_fn, state = _make_train_step(model, variables, 0.1)
+    step = jax.jit(step_fn, donate_argnums=0)
+    rng = jax.random.key(2)
     t0 = time.perf_counter()
-    state, loss = step(state, x, y, jax.random.key(2))
-    loss.block_until_ready()
+    state, metrics = step(state, batch, rng)
+    jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for i in range(batches):
-        state, loss = step(state, x, y, jax.random.key(3 + i))
-    loss.block_until_ready()
+    for _ in range(batches):
+        state, metrics = step(state, batch, rng)
+    jax.block_until_ready(metrics)
     dt = time.perf_counter() - t0
     return {"model": model_name, "device": str(jax.devices()[0]), "compile_s": compile_s,
-            "clips_per_s": batches * x_shape[0] / dt, "step_s": dt / batches}
+            "clips_per_s": batches * x_shape[0] / dt, "step_s": dt / batches,
+            "state_step": int(state.step)}
 
 
 class RandomClips:

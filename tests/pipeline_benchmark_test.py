@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from benchmarks import pipeline_benchmark
 
 
@@ -43,3 +45,12 @@ def test_recipe_mode_appends_the_same_json_line_to_out(capsys, tmp_path):
     assert json.loads((tmp_path / "r.jsonl").read_text()) == out
     assert out["recipe"] == "stgcn" and out["pipeline"][0]["clips_per_s"] > 0
     assert "commit" in out["source"] and out["batch_size"] == 4
+
+
+def test_model_mode_times_the_projects_train_step():
+    """`--model` times `amstgcn_jax.train_step.train_step` (the step train.py runs), not a
+    stand-in: its state is a TrainState that advances one step per call."""
+    t = pipeline_benchmark.time_train_step("stgcn", (1, 2, 8, 25, 3), batches=2)
+    assert t["model"] == "stgcn" and t["clips_per_s"] > 0 and t["compile_s"] > 0
+    assert t["state_step"] == 3  # the compile call and the two timed ones
+    assert t["step_s"] == pytest.approx(1 / t["clips_per_s"])
