@@ -133,6 +133,9 @@ def run_train(args, cfg_batch: int, data_root: Path, workdir: Path, workers: int
     cmd += [f"--config.{k}={v}" for k, v in overrides.items()]
     cmd += [f"--config.{kv}" for kv in args.set]
     print("$", " ".join(cmd), flush=True)
+    # A run directory left from an earlier call would make train.py resume (and stop at once).
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True,
                           timeout=args.timeout_s)
@@ -159,6 +162,9 @@ def main(argv=None):
     from benchmarks.train_step_benchmark import emit_json
 
     args = parse_args(argv)
+    if any(kv.split("=")[0] == "batch_size" for kv in args.set):
+        raise SystemExit("set the batch with --batch_size (the rate is computed from it), "
+                         "not --set batch_size=...")
     config = load_config(args.config)
     batch = args.batch_size or config.batch_size
     layout = config.model.layout

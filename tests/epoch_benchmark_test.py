@@ -38,6 +38,11 @@ def test_steady_rate_leaves_out_the_compile_interval():
         epoch_benchmark.steady_rate(records, batch_size=8, skip=2)
 
 
+def test_batch_size_goes_through_its_own_option():
+    with pytest.raises(SystemExit, match="--batch_size"):
+        epoch_benchmark.main(["--set", "batch_size=32"])
+
+
 @pytest.mark.slow
 def test_train_py_runs_a_built_dataset_end_to_end(tmp_path, capsys):
     """~2.5 min on 2 cores: a tiny Kinetics-shaped dataset, 0 and 1 grain workers (batch 8: the
