@@ -43,6 +43,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import pipeline_benchmark
+
 STORED_FRAMES = 300  # ST-GCN's max_frame: NTU and Kinetics arrays are zero-padded to it
 
 
@@ -82,13 +84,11 @@ def write_stgcn_split(root: Path, part: str, n: int, *, joints: int, persons: in
     data = np.lib.format.open_memmap(root / f"{part}_data.npy", mode="w+", dtype=np.float32,
                                      shape=(n, 3, STORED_FRAMES, joints, persons))
     for i in range(n):
-        t = int(rng.integers(min_frames, max_frames + 1))
-        clip = np.zeros((3, STORED_FRAMES, joints, persons), np.float32)
-        for m in range(1 if i % 2 == 0 else persons):
-            clip[:, :t, :, m] = rng.normal(0.0, 0.3, size=(3, t, joints))
-        if score_channel:  # OpenPose confidence in [0, 1], as Kinetics' channel 2
-            clip[2] = np.abs(clip[2]).clip(0, 1)
-        data[i] = clip
+        # The file starts zero-filled: only the clip's own frames need writing.
+        clip = pipeline_benchmark.random_clip(
+            rng, i, joints=joints, persons=persons, score_channel=score_channel,
+            min_frames=min_frames, max_frames=max_frames)
+        data[i, :, :clip.shape[1]] = clip
     data.flush()
     del data
     names = [f"{part}{i:07d}" for i in range(n)]
@@ -149,7 +149,7 @@ def run_train(args, cfg_batch: int, data_root: Path, workdir: Path, workers: int
     found = WORKERS_LINE.search(proc.stderr)
     devices = DEVICES_LINE.search(proc.stderr)
     return {"num_workers": workers,
-            "workers_started": int(found.group(1)) if found else workers,
+            "workers_started": int(found.group(1)) if found else None,
             "devices": devices.group(1) if devices else None,
             "train_py_wall_s": wall, **rate,
             "epoch_s": args.epoch_clips / rate["clips_per_s"]}
@@ -202,7 +202,8 @@ def main(argv=None):
         runs = []
         for w in (int(s) for s in args.workers.split(",")):
             r = run_train(args, batch, tfds_dir, base / f"run_workers{w}", w, repeat)
-            print(f"num_workers={w} ({r['workers_started']} started): "
+            started = "?" if r["workers_started"] is None else r["workers_started"]
+            print(f"num_workers={w} ({started} started): "
                   f"{r['clips_per_s']:.1f} clips/s over {r['steps']} steps -> "
                   f"{args.epoch_clips:,}-clip epoch {r['epoch_s']:.1f} s "
                   f"(train.py wall {r['train_py_wall_s']:.1f} s)", flush=True)

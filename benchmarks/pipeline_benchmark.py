@@ -88,7 +88,7 @@ def time_train_step(model_name, x_shape, *, batches):
     import jax.numpy as jnp
 
     from amstgcn_jax.model import get_model
-    from benchmarks.train_step_benchmark import _make_train_step
+    from benchmarks.train_step_benchmark import make_train_step
     kw = {"backbone": "stgcn", "num_classes": 60, "layout": "ntu-rgb+d"}
     if model_name == "am_stgcn":
         kw["variant"] = "am_stgcn"
@@ -97,7 +97,7 @@ def time_train_step(model_name, x_shape, *, batches):
              "label": jnp.zeros((x_shape[0],), jnp.int32)}
     variables = model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)},
                            batch["x"], train=False)
-    step_fn, state = _make_train_step(model, variables, 0.1)
+    step_fn, state = make_train_step(model, variables, 0.1)
     step = jax.jit(step_fn, donate_argnums=0)
     rng = jax.random.key(2)
     t0 = time.perf_counter()
@@ -114,22 +114,32 @@ def time_train_step(model_name, x_shape, *, batches):
             "state_step": int(state.step)}
 
 
+def random_clip(rng, i, *, joints, persons, score_channel, min_frames, max_frames):
+    """Clip `i` of a random source in the upstream layout (3, L, V, M): L uniform in
+    [min_frames, max_frames], one person in even clips and `persons` in odd ones, coordinates
+    normal(0, 0.3); channel 2 is a [0, 1] score when `score_channel` (OpenPose)."""
+    t = int(rng.integers(min_frames, max_frames + 1))
+    data = np.zeros((3, t, joints, persons), np.float32)
+    for m in range(1 if i % 2 == 0 else persons):
+        data[..., m] = rng.normal(0.0, 0.3, size=(3, t, joints))
+    if score_channel:
+        data[2] = np.abs(data[2]).clip(0, 1)
+    return data
+
+
 class RandomClips:
-    """`n` random clips in the upstream layout (3, L, V, M), L uniform in [min_frames,
-    max_frames], the second person in every other clip; channel 2 is a [0, 1] score when
-    `score_channel` (OpenPose). Picklable, so worker processes get it (it is small)."""
+    """`n` clips of `random_clip` held in memory with their labels. Picklable, so worker
+    processes get it (it is small)."""
 
     def __init__(self, n, *, joints, persons, score_channel, min_frames, max_frames, seed=0):
         rng = np.random.default_rng(seed)
         self.examples = []
         for i in range(n):
-            t = int(rng.integers(min_frames, max_frames + 1))
-            data = np.zeros((3, t, joints, persons), np.float32)
-            for m in range(1 if i % 2 == 0 else persons):
-                data[..., m] = rng.normal(0.0, 0.3, size=(3, t, joints))
-            if score_channel:
-                data[2] = np.abs(data[2]).clip(0, 1)
-            self.examples.append({"data": data, "label": i % 10, "length": t, "name": f"r{i}"})
+            data = random_clip(rng, i, joints=joints, persons=persons,
+                               score_channel=score_channel, min_frames=min_frames,
+                               max_frames=max_frames)
+            self.examples.append({"data": data, "label": i % 10, "length": data.shape[1],
+                                  "name": f"r{i}"})
 
     def __len__(self):
         return len(self.examples)

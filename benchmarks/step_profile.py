@@ -123,7 +123,7 @@ def variant_program(cfg: dict) -> dict:
             return model.apply(variables, x, train=False)[0].astype(jnp.float32)
         return out | {"fn": infer, "args": (variables, x_NMTVC), "donate": (),
                       "flop_factor": 1}
-    step_fn, state = harness._make_train_step(model, variables, 0.01)
+    step_fn, state = harness.make_train_step(model, variables, 0.01)
     rng = (jax.random.PRNGKey(0) if cfg["prng"] == "threefry"
            else jax.random.key(0, impl=cfg["prng"]))
     batch = {"x": x_NMTVC, "label": label_N}

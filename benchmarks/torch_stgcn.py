@@ -93,7 +93,7 @@ class NonLocalBlock(nn.Module):
         return z_NCTV.flatten(2).transpose(1, 2)
 
     def forward(self, x_NCTV: torch.Tensor) -> torch.Tensor:
-        n, c, t, v = x_NCTV.shape
+        n, _, t, v = x_NCTV.shape
         q = self.theta(x_NCTV)
         k, g = self.phi(x_NCTV), self.g(x_NCTV)
         if self.window != (1, 1):

@@ -264,7 +264,7 @@ def build_jax(args, cfg):
     init_s = time.perf_counter() - t0
     variables = randomize_variables(variables, args.seed)
 
-    step_fn, state = _make_train_step(model, variables, args.lr)
+    step_fn, state = make_train_step(model, variables, args.lr)
     batch = {"x": x_NMTVC, "label": label_N}
     res = {"init_s": init_s, "model_kwargs": {k: str(v) for k, v in model_kwargs.items()}}
 
@@ -378,7 +378,7 @@ def _gcn_impl_arg(text: str):
     return tuple(text.split("+")) if "+" in text else text
 
 
-def _make_train_step(model, variables, lr):
+def make_train_step(model, variables, lr):
     """The project's train step (amstgcn_jax.train_step) with the ST-GCN optimizer."""
     import functools
 
@@ -445,7 +445,7 @@ def build_torch(args, cfg, state_np, attention):
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
                           weight_decay=1e-4)
     if args.dtype == "bfloat16":
-        autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16)  # noqa: E731
+        autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16)
     else:
         autocast = contextlib.nullcontext
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -557,7 +557,7 @@ def main(argv=None):
             lt = tc["holder"]["logits"].float().cpu().numpy()
             out["logits_max_abs_diff"] = float(np.max(np.abs(lj - lt)))
             out["logits_max_abs"] = float(np.max(np.abs(lt)))
-        times = timed_rounds({n: (lambda f=f: f[f"run_{phase}"](n_chunk)) for n, f in fw.items()},
+        times = timed_rounds({n: (lambda f=f, phase=phase: f[f"run_{phase}"](n_chunk)) for n, f in fw.items()},
                              args.iters)
         for name, f in fw.items():
             f["res"][phase] = summarize([s / n_chunk for s in times[name]], args.batch)
