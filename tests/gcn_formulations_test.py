@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from benchmarks import gcn_formulations
 
 
@@ -12,6 +14,7 @@ def test_block_shapes_are_st_gcn_graph_convs():
         "256_T75": (256, 256, 75)}
 
 
+@pytest.mark.slow  # a benchmark tool's full run; its helpers are tested in the default suite
 def test_every_formulation_is_timed_and_agrees(capsys):
     blocks = ["3to64_T6", "64to128_T6", "256_T2"]  # both graph-conv orders
     gcn_formulations.main(["--batch", "1", "--frames", "6", "--iters", "1",

@@ -82,6 +82,7 @@ def test_no_temp_buffer_gives_no_values():
     assert memory_profile.temp_values("allocation 0: size 16, parameter 0:\n") == []
 
 
+@pytest.mark.slow  # a benchmark tool's full run; its helpers are tested in the default suite
 def test_tool_on_a_small_model_train_step_and_eval_forward(tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "memory_profile.py"), "--top", "5",

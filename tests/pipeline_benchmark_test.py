@@ -47,6 +47,7 @@ def test_recipe_mode_appends_the_same_json_line_to_out(capsys, tmp_path):
     assert "commit" in out["source"] and out["batch_size"] == 4
 
 
+@pytest.mark.slow  # a benchmark tool's full run; its helpers are tested in the default suite
 def test_model_mode_times_the_projects_train_step():
     """`--model` times `amstgcn_jax.train_step.train_step` (the step train.py runs), not a
     stand-in: its state is a TrainState that advances one step per call."""

@@ -43,6 +43,7 @@ def test_short_source_names_module_path_and_phase():
     assert step_profile._short_source("jit(train_step)/add").startswith("step")
 
 
+@pytest.mark.slow  # a benchmark tool's full run; its helpers are tested in the default suite
 def test_infer_mode_times_the_eval_forward_and_counts_one_forward_of_flops():
     cfg = step_profile.typed(step_profile.parse_spec(
         "batch=2,frames=12,dtype=float32,persons=1,mode=infer"))

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from benchmarks import tcn_formulations
 
 
@@ -13,6 +15,7 @@ def test_block_shapes_are_st_gcn_temporal_convs():
     assert tcn_formulations.block_shapes(13)["256ch_T4"] == (256, 4, 1)
 
 
+@pytest.mark.slow  # a benchmark tool's full run; its helpers are tested in the default suite
 def test_every_formulation_is_timed_and_agrees_with_the_matmul(capsys):
     tcn_formulations.main(["--batch", "1", "--frames", "10", "--iters", "1"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
