@@ -26,6 +26,7 @@ import collections
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -72,13 +73,26 @@ def variant_specs(variants: list[str], common: str) -> list[tuple[str, dict]]:
     return specs
 
 
+def default_device() -> str:
+    """"cpu" or "gpu" for `--device`: what `JAX_PLATFORMS` names first, else "gpu" where an
+    NVIDIA driver is visible. (A fixed "gpu" made the CPU commands in the READMEs fail with an
+    opaque backend assertion unless `JAX_PLATFORMS=cpu` was set.)"""
+    platforms = os.environ.get("JAX_PLATFORMS", "").strip()
+    if platforms:
+        return "cpu" if platforms.split(",")[0].strip() == "cpu" else "gpu"
+    nvidia = Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
+    return "gpu" if nvidia else "cpu"
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--variant", action="append", default=[],
                    help="NAME or NAME:key=value,... (repeatable; default: one 'base')")
     p.add_argument("--common", default="", help="key=value,... applied to every variant")
     p.add_argument("--profile", default="", help="comma-separated variant names to trace")
-    p.add_argument("--device", choices=("cpu", "gpu"), default="gpu")
+    p.add_argument("--device", choices=("cpu", "gpu"), default=None,
+                   help="default: JAX_PLATFORMS's first platform, else gpu where an NVIDIA "
+                        "driver is visible, else cpu")
     p.add_argument("--malloc", choices=("default", "keep"), default="default",
                    help="keep: glibc keeps freed memory (amstgcn_jax.host_malloc)")
     p.add_argument("--iters", type=int, default=4, help="interleaved timed rounds")
@@ -87,7 +101,9 @@ def parse_args(argv=None):
     p.add_argument("--budget-s", type=float, default=1e9,
                    help="stop compiling further variants after this many seconds")
     p.add_argument("--out", default=None, help="directory for results.json / profile_*.txt")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.device = args.device or default_device()
+    return args
 
 
 def variant_program(cfg: dict) -> dict:

@@ -56,3 +56,17 @@ def test_infer_mode_times_the_eval_forward_and_counts_one_forward_of_flops():
     assert "transpose(jvp(" not in infer["hlo"] and "jvp(" not in infer["hlo"]
     with pytest.raises(SystemExit, match="mode"):
         step_profile.typed(step_profile.parse_spec("mode=eval"))
+
+
+def test_device_defaults_to_the_platform_jax_will_use(monkeypatch):
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    assert step_profile.parse_args([]).device == "cpu"
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda,cpu")
+    assert step_profile.parse_args([]).device == "gpu"
+    assert step_profile.parse_args(["--device", "cpu"]).device == "cpu"
+    monkeypatch.delenv("JAX_PLATFORMS")
+    monkeypatch.setattr(step_profile.shutil, "which", lambda name: None)
+    monkeypatch.setattr(step_profile.Path, "exists", lambda self: False)
+    assert step_profile.parse_args([]).device == "cpu"
+    monkeypatch.setattr(step_profile.shutil, "which", lambda name: "/usr/bin/" + name)
+    assert step_profile.parse_args([]).device == "gpu"
