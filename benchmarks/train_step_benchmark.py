@@ -557,8 +557,8 @@ def main(argv=None):
             lt = tc["holder"]["logits"].float().cpu().numpy()
             out["logits_max_abs_diff"] = float(np.max(np.abs(lj - lt)))
             out["logits_max_abs"] = float(np.max(np.abs(lt)))
-        times = timed_rounds({n: (lambda f=f, phase=phase: f[f"run_{phase}"](n_chunk)) for n, f in fw.items()},
-                             args.iters)
+        runs = {n: (lambda f=f, phase=phase: f[f"run_{phase}"](n_chunk)) for n, f in fw.items()}
+        times = timed_rounds(runs, args.iters)
         for name, f in fw.items():
             f["res"][phase] = summarize([s / n_chunk for s in times[name]], args.batch)
 
