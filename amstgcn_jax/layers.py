@@ -102,6 +102,48 @@ def bn_custom_backward(bn_impl: str) -> bool | None:
     return BN_IMPLS[bn_impl]
 
 
+# `block_output` names -> whether a block stores its output (`store`): "auto" on the CPU
+# backend only, "stored" everywhere, "fused" nowhere (XLA decides what to recompute).
+BLOCK_OUTPUTS = {"auto": None, "stored": True, "fused": False}
+
+
+def stores_block_output(block_output: str) -> bool:
+    """Whether a block with this `block_output` name stores its output (`BLOCK_OUTPUTS`)."""
+    if block_output not in BLOCK_OUTPUTS:
+        raise ValueError(f"block_output must be one of {sorted(BLOCK_OUTPUTS)}, "
+                         f"got {block_output!r}")
+    stored = BLOCK_OUTPUTS[block_output]
+    return jax.default_backend() == "cpu" if stored is None else stored
+
+
+def _identity_gather(x):
+    """x itself, as a gather of every slice of the leading axis (x[arange(len(x))])."""
+    return jnp.take(x, np.arange(x.shape[0]), axis=0, mode="clip", indices_are_sorted=True,
+                    unique_indices=True)
+
+
+@jax.custom_vjp
+def store(x):
+    """The identity, written so that XLA:CPU computes `x` once into a buffer that its consumers
+    read, instead of recomputing it inside each of them.
+
+    Why: XLA:CPU's instruction fusion copies an elementwise producer into every consumer when its
+    other operands are broadcasts ("effectively unary"), so `relu(z)` is duplicated freely, and
+    `z = y + residual` follows it into each copy. With identity residuals, every consumer of a
+    block's output (the next graph conv's operand, its residual add, the BatchNorm statistics,
+    the backward's ReLU masks) recomputed the chain of block outputs back to the last stride:
+    up to four blocks' BatchNorm-apply of transposed conv outputs per element
+    (benchmarks/README.md, "Round 15"). A gather is "expensive" in XLA:CPU's fusion cost model,
+    so it is never duplicated: its fusion computes the chain once and writes the result. The
+    backward passes the cotangent through unchanged (a gather's transpose would be a
+    scatter-add). Values and gradients are exactly those of the identity.
+    """
+    return _identity_gather(x)
+
+
+store.defvjp(lambda x: (_identity_gather(x), None), lambda _, g: (g,))
+
+
 def batch_norm(train: bool, name: str, dtype: Any = jnp.float32,
                scale_init: Callable = bn_scale_init, relu: bool = False,
                bn_impl: str = "auto") -> BatchNorm:
@@ -602,6 +644,7 @@ class STGCNBlock(nn.Module):
     gcn_impl: str = "factored"
     gcn_support: tuple | None = None  # the adjacency's non-zeros, for gcn_impl="sparse"
     bn_impl: str = "auto"  # the BatchNorms' training backward (`BN_IMPLS`)
+    block_output: str = "auto"  # whether the output is stored (`BLOCK_OUTPUTS`, `store`)
     attention_convs: tuple = ()
     attention_convt: tuple = ()
     dtype: Any = jnp.float32
@@ -632,7 +675,8 @@ class STGCNBlock(nn.Module):
         y = self._attend(y, "convt", self.attention_convt, train)
         if res is not None:
             y = y + res
-        return nn.relu(y)
+        y = nn.relu(y)
+        return store(y) if stores_block_output(self.block_output) else y
 
     def _attend(self, y, where: str, entries: tuple, train: bool):
         if not entries:

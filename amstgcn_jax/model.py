@@ -143,7 +143,9 @@ class AMSTGCN(nn.Module):
     `layers.GraphConv` and `gcn_impls_for`), `activation_layout` the blocks' activation layout
     ("NTVC" | "VNTC" | "auto" | "per_block", see `block_layouts_for`), `bn_impl` the
     BatchNorms' training backward ("auto" | "custom" | "autodiff", `layers.BN_IMPLS`; the
-    backbone's, not the attention blocks'); `blocks` lists
+    backbone's, not the attention blocks'), `block_output` whether each block's output is
+    stored once or left to XLA to recompute in its consumers ("auto": stored on CPU | "stored"
+    | "fused", `layers.store`); `blocks` lists
     (out channels, stride, residual) per block (default: the upstream 10). None of these
     changes the params or (beyond float rounding) the outputs; the dropout masks differ between
     layouts.
@@ -166,6 +168,7 @@ class AMSTGCN(nn.Module):
     gcn_impl: Any = "auto"
     activation_layout: str = "auto"
     bn_impl: str = "auto"
+    block_output: str = "auto"
     dtype: Any = "float32"
 
     def _block_attention(self) -> list[tuple[list, list]]:
@@ -236,7 +239,7 @@ class AMSTGCN(nn.Module):
                 temporal_kernel=self.temporal_kernel, tcn_impl=self.tcn_impl,
                 gcn_impl=gcn_impls[i],
                 gcn_support=support if gcn_impls[i] == "sparse" else None,
-                bn_impl=self.bn_impl,
+                bn_impl=self.bn_impl, block_output=self.block_output,
                 attention_convs=tuple(att_s),
                 attention_convt=tuple(att_t), dtype=dtype, layout=layouts[i],
                 name=f"block{i}")(x, adj, train)

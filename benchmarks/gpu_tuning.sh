@@ -28,6 +28,7 @@ ${PYTHON:-python3} benchmarks/step_profile.py --device "${DEVICE:-gpu}" --out "$
   --common "${COMMON:-dataset=ntu,frames=300,batch=128,dtype=bfloat16}" \
   --variant "ntu_auto" \
   --variant "ntu_bn_custom:bn_impl=custom" \
+  --variant "ntu_stored:block_output=stored" \
   --variant "ntu_factored256:activation_layout=NTVC" \
   --variant "kin_auto:$KIN" \
   --variant "ntu_am:model=am_stgcn" \

@@ -20,7 +20,7 @@ import step_profile  # (same directory; needs the sys.path entry above)
 
 FLAGS = {"activation_layout": "--activation-layout", "gcn_impl": "--gcn-impl",
          "tcn_impl": "--tcn-impl", "attention_impl": "--attention-impl",
-         "bn_impl": "--bn-impl"}
+         "bn_impl": "--bn-impl", "block_output": "--block-output"}
 DEFAULT_VALUES = {key: step_profile.DEFAULTS[key] for key in FLAGS}
 
 

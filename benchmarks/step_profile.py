@@ -14,7 +14,8 @@ optimized HLO. This is the tool behind the GPU tuning notes in benchmarks/README
 Variant keys: model (stgcn | am_stgcn | a placement name), dataset (ntu | kinetics), frames,
 batch, persons, dtype, dropout, prng (threefry | rbg | unsafe_rbg: the key type the dropout
 masks come from), tcn_impl, gcn_impl (one per block joined by '+'), activation_layout
-(auto | NTVC | VNTC | per_block), bn_impl (auto | custom | autodiff), attention_impl, mode
+(auto | NTVC | VNTC | per_block), bn_impl (auto | custom | autodiff), block_output
+(auto | stored | fused), attention_impl, mode
 (train: the train step | infer: the eval-mode forward, as the harness times it). The last line
 printed is one JSON object.
 """
@@ -38,7 +39,7 @@ import train_step_benchmark as harness  # (same directory; needs the sys.path en
 DEFAULTS = {"model": "stgcn", "dataset": "ntu", "frames": 300, "batch": 128, "persons": 2,
             "dtype": "bfloat16", "dropout": None, "prng": "threefry", "tcn_impl": "auto",
             "gcn_impl": "auto", "activation_layout": "auto", "bn_impl": "auto",
-            "attention_impl": None, "mode": "train"}
+            "block_output": "auto", "attention_impl": None, "mode": "train"}
 
 
 def parse_spec(text: str) -> dict:
@@ -125,7 +126,7 @@ def variant_program(cfg: dict) -> dict:
                                dtype=cfg["dtype"], tcn_impl=cfg["tcn_impl"],
                                gcn_impl=cfg["gcn_impl"],
                                activation_layout=cfg["activation_layout"],
-                               bn_impl=cfg["bn_impl"])
+                               bn_impl=cfg["bn_impl"], block_output=cfg["block_output"])
     kwargs = harness.jax_model_kwargs(hargs, {
         "num_classes": num_classes, "layout": layout,
         "dropout": dropout if cfg["dropout"] is None else cfg["dropout"]})

@@ -63,6 +63,9 @@ def parse_args(argv=None):
     p.add_argument("--bn-impl", choices=("auto", "custom", "autodiff"), default="auto",
                    help="the backbone BatchNorms' training backward (auto: written out on CPU, "
                         "autodiff elsewhere; amstgcn_jax.layers.BN_IMPLS)")
+    p.add_argument("--block-output", choices=("auto", "stored", "fused"), default="auto",
+                   help="whether each block's output is stored once or recomputed by XLA in "
+                        "its consumers (auto: stored on CPU; amstgcn_jax.layers.store)")
     p.add_argument("--dataset", choices=sorted(DATASETS), default="ntu")
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--batch", type=int, default=4)
@@ -358,7 +361,8 @@ def jax_model_kwargs(args, cfg):
               data_bn="VC", dtype=args.dtype, tcn_impl=args.tcn_impl,
               gcn_impl=_gcn_impl_arg(getattr(args, "gcn_impl", "auto")),
               activation_layout=getattr(args, "activation_layout", "auto"),
-              bn_impl=getattr(args, "bn_impl", "auto"))
+              bn_impl=getattr(args, "bn_impl", "auto"),
+              block_output=getattr(args, "block_output", "auto"))
     if args.model in model_lib.VARIANTS:
         placements = model_lib.VARIANTS[args.model]["attention"]
     else:
@@ -508,7 +512,7 @@ def main(argv=None):
                                                             "attention_impl": None})), cfg)
     out = {"config": {k: getattr(args, k) for k in (
         "model", "attention_impl", "tcn_impl", "gcn_impl", "activation_layout", "bn_impl",
-        "dataset", "frames", "batch", "persons", "dtype",
+        "block_output", "dataset", "frames", "batch", "persons", "dtype",
         "precision", "device", "threads", "malloc", "iters", "chunk", "warmup", "lr",
         "baseline")}
         | {"joints": v, "dropout": cfg["dropout"], "placements": repr(placements),

@@ -115,5 +115,5 @@ def stgcn_model(*, num_classes, layout, variant="am_stgcn", backbone="stgcn", da
         # Execution formulations (same numbers, same parameters); unset = the model's "auto".
         model.update(strategy="spatial", edge_importance=True, gcn_impl=placeholder(str),
                      tcn_impl=placeholder(str), activation_layout=placeholder(str),
-                     bn_impl=placeholder(str))
+                     bn_impl=placeholder(str), block_output=placeholder(str))
     return model

@@ -352,3 +352,46 @@ def test_bn_impl_picks_the_batchnorm_backward_with_the_same_numbers():
         assert {flag for _, flag in seen} == {expected}
     with pytest.raises(ValueError, match="bn_impl must be one of"):
         _tiny(num_classes=5, bn_impl="fused").init(_RNGS, x, train=False)
+
+
+def test_block_output_stored_is_the_identity_and_stops_recomputation():
+    """`block_output="stored"` (`layers.store` at each block's output, the CPU default) changes
+    neither values nor gradients; it makes XLA:CPU compute each block's ReLU output once instead
+    of copying the chain of residual adds and ReLUs into every consumer (fewer `maximum` ops in
+    the compiled train step, one gather per block)."""
+    from amstgcn_jax import layers
+
+    x = jax.random.normal(jax.random.key(3), (4, 6, 5))
+    w = jax.random.normal(jax.random.key(4), x.shape)
+    stored, grad = jax.jit(jax.value_and_grad(lambda x: jnp.sum(layers.store(x) * w)))(x)
+    np.testing.assert_array_equal(jax.jit(layers.store)(x), x)
+    np.testing.assert_array_equal(grad, w)
+
+    x = jax.random.normal(jax.random.key(7), (2, 2, 12, 25, 3))
+    models = {out: _tiny(num_classes=5, block_output=out) for out in ("stored", "fused")}
+    variables = models["fused"].init(_RNGS, x, train=False)
+    variables = jax.tree.map(lambda a: a + 0.05 * jax.random.normal(jax.random.key(8), a.shape),
+                             variables)
+
+    def loss(model, variables):
+        (logits, _), updates = model.apply(variables, x, train=True, mutable=["batch_stats"],
+                                           rngs={"dropout": jax.random.key(2)})
+        return jnp.sum(logits ** 2), (logits, updates["batch_stats"])
+
+    results, hlo = {}, {}
+    for out, model in models.items():
+        fn = jax.jit(jax.value_and_grad(functools.partial(loss, model), has_aux=True))
+        hlo[out] = fn.lower(variables).compile().as_text()
+        results[out] = fn(variables)
+    (_, (logits, stats)), grads = results["stored"]
+    (_, (ref_logits, ref_stats)), ref_grads = results["fused"]
+    np.testing.assert_allclose(logits, ref_logits, rtol=1e-6, atol=1e-7)
+    for a, b in zip(jax.tree.leaves((stats, grads)), jax.tree.leaves((ref_stats, ref_grads))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert hlo["stored"].count(" gather(") == hlo["fused"].count(" gather(") + 3
+    assert hlo["stored"].count(" maximum(") < hlo["fused"].count(" maximum("), (
+        hlo["stored"].count(" maximum("), hlo["fused"].count(" maximum("))
+
+    assert layers.stores_block_output("auto") == (jax.default_backend() == "cpu")
+    with pytest.raises(ValueError, match="block_output must be one of"):
+        _tiny(num_classes=5, block_output="kept").init(_RNGS, x, train=False)
