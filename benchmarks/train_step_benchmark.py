@@ -720,19 +720,21 @@ def _print_table(out, phases):
             if p not in r:
                 continue
             s = r[p]
+            gflop_s = s.get("gflop_per_s", float("nan"))
             print(f"{name:6s} {p:6s} {s['clips_per_s']:9.2f} clips/s (median {s['median_s']:.4f} s"
-                  f"/step, min {s['min_s']:.4f}) {s.get('gflop_per_s', float('nan')):8.1f} GFLOP/s  "
+                  f"/step, min {s['min_s']:.4f}) {gflop_s:8.1f} GFLOP/s  "
                   f"first call {r[p + '_first_call_s']:.2f} s")
     for p in phases:
         comp = out["jax"].get(p + "_compile")
         if comp:
-            print(f"jax    {p:6s} lower {comp['lower_s']:.2f} s + compile {comp['compile_s']:.2f} s")
+            print(f"jax    {p:6s} lower {comp['lower_s']:.2f} s + compile "
+                  f"{comp['compile_s']:.2f} s")
     if "ratio_jax_over_torch" in out:
         print("ratio JAX/torch: " + ", ".join(
             f"{p} {r:.2f}x" for p, r in out["ratio_jax_over_torch"].items()))
     if "overhead_vs_baseline" in out:
-        print(f"{c['model']} step time vs {c['baseline']} (same process, interleaved): " + ", ".join(
-            f"{p} {100 * r:+.1f}%" for p, r in out["overhead_vs_baseline"].items()))
+        print(f"{c['model']} step time vs {c['baseline']} (same process, interleaved): "
+              + ", ".join(f"{p} {100 * r:+.1f}%" for p, r in out["overhead_vs_baseline"].items()))
     if "logits_max_abs_diff" in out:
         print(f"logits max |JAX - torch| at identical weights: {out['logits_max_abs_diff']:.2e}")
 
