@@ -160,15 +160,17 @@ def _shard():
 
 
 def num_workers_for(dc, source, what: str) -> int:
-    """`config.data.num_workers`, with -1 ("auto") resolved by `pipeline.auto_num_workers`."""
+    """`config.data.num_workers`, with -1 ("auto") resolved by `pipeline.auto_num_workers`;
+    the count is logged either way (benchmarks/epoch_benchmark.py reads the train line)."""
     from amstgcn_jax import pipeline
     if dc.num_workers >= 0:
-        return int(dc.num_workers)
-    n, why = pipeline.auto_num_workers(source, backend=jax.default_backend(),
-                                       cpus=pipeline.usable_cpus(),
-                                       local_devices=jax.local_device_count())
-    logging.info("%s input pipeline: %d grain worker process(es) (num_workers=-1: %s)",
-                 what, n, why)
+        n, why = int(dc.num_workers), "set by config.data.num_workers"
+    else:
+        n, why = pipeline.auto_num_workers(source, backend=jax.default_backend(),
+                                           cpus=pipeline.usable_cpus(),
+                                           local_devices=jax.local_device_count())
+        why = f"num_workers=-1: {why}"
+    logging.info("%s input pipeline: %d grain worker process(es) (%s)", what, n, why)
     return n
 
 

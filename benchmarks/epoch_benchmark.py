@@ -146,13 +146,12 @@ def run_train(args, cfg_batch: int, data_root: Path, workdir: Path, workers: int
         raise SystemExit(f"train.py exited {proc.returncode} (log {workdir}/train_log.txt):\n"
                          f"{tail}")
     rate = steady_rate(metrics_log.read_metrics(workdir), cfg_batch, args.skip_logs)
-    # train.py logs the count it starts only for num_workers=-1 ("auto"); others are used as
-    # given. None: "auto" without that log line.
+    # train.py logs the count it starts (`data_setup.num_workers_for`); None if the line is
+    # missing.
     found = WORKERS_LINE.search(proc.stderr)
     devices = DEVICES_LINE.search(proc.stderr)
     return {"num_workers": workers,
-            "workers_started": (int(found.group(1)) if found
-                                else workers if workers >= 0 else None),
+            "workers_started": int(found.group(1)) if found else None,
             "devices": devices.group(1) if devices else None,
             "train_py_wall_s": wall, **rate,
             "epoch_s": args.epoch_clips / rate["clips_per_s"]}

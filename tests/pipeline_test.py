@@ -1,6 +1,7 @@
 """grain pipeline: per-epoch shuffling, sharding, eval padding/masks, exact resume, workers."""
 
 import functools
+import logging
 import os
 
 import ml_collections
@@ -9,6 +10,7 @@ import pytest
 
 from amstgcn_jax import pipeline
 from amstgcn_jax import transforms as T
+from benchmarks import epoch_benchmark
 from configs import common as configs_common
 
 
@@ -165,7 +167,7 @@ def test_iterator_state_through_orbax(tmp_path):
         np.testing.assert_array_equal(x["index"], y["index"])
 
 
-def test_auto_num_workers():
+def test_auto_num_workers(caplog):
     from amstgcn_jax import data_setup
 
     class Files(_ToySource):
@@ -185,4 +187,7 @@ def test_auto_num_workers():
     assert dc.num_workers == -1  # the configs' default
     assert data_setup.num_workers_for(dc, files, "train") == 0  # this CPU backend
     dc.num_workers = 3
-    assert data_setup.num_workers_for(dc, memory, "train") == 3  # an explicit count is kept
+    with caplog.at_level(logging.INFO):
+        assert data_setup.num_workers_for(dc, memory, "train") == 3  # an explicit count is kept
+    # logged for every setting: benchmarks/epoch_benchmark.py reads the count from this line
+    assert epoch_benchmark.WORKERS_LINE.search(caplog.text).group(1) == "3"
