@@ -116,16 +116,18 @@ def stores_block_output(block_output: str) -> bool:
     return jax.default_backend() == "cpu" if stored is None else stored
 
 
-def _identity_gather(x):
-    """x itself, as a gather of every slice of the leading axis (x[arange(len(x))])."""
-    return jnp.take(x, np.arange(x.shape[0]), axis=0, mode="clip", indices_are_sorted=True,
-                    unique_indices=True)
+def _identity_gather(x, axis: int):
+    """x itself, as a gather of every slice along `axis` (x[arange] on that axis)."""
+    return jnp.take(x, np.arange(x.shape[axis]), axis=axis, mode="clip",
+                    indices_are_sorted=True, unique_indices=True)
 
 
-@jax.custom_vjp
-def store(x):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def store(x, axis: int = 0):
     """The identity, written so that XLA:CPU computes `x` once into a buffer that its consumers
-    read, instead of recomputing it inside each of them.
+    read, instead of recomputing it inside each of them. `axis` must not be sharded (the
+    partitioner would all-gather a gather's operand along it): blocks pass V in `x_VNTC`, T in
+    `x_NTVC`.
 
     Why: XLA:CPU's instruction fusion copies an elementwise producer into every consumer when its
     other operands are broadcasts ("effectively unary"), so `relu(z)` is duplicated freely, and
@@ -138,10 +140,10 @@ def store(x):
     backward passes the cotangent through unchanged (a gather's transpose would be a
     scatter-add). Values and gradients are exactly those of the identity.
     """
-    return _identity_gather(x)
+    return _identity_gather(x, axis)
 
 
-store.defvjp(lambda x: (_identity_gather(x), None), lambda _, g: (g,))
+store.defvjp(lambda x, axis: (_identity_gather(x, axis), None), lambda axis, _, g: (g,))
 
 
 def batch_norm(train: bool, name: str, dtype: Any = jnp.float32,
@@ -676,7 +678,9 @@ class STGCNBlock(nn.Module):
         if res is not None:
             y = y + res
         y = nn.relu(y)
-        return store(y) if stores_block_output(self.block_output) else y
+        if not stores_block_output(self.block_output):
+            return y
+        return store(y, 0 if layout == "VNTC" else time_axis(layout))  # never the batch axis
 
     def _attend(self, y, where: str, entries: tuple, train: bool):
         if not entries:

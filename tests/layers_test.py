@@ -410,3 +410,31 @@ def test_batch_norm_bfloat16_output_and_gradient_dtype():
     assert got.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
                                rtol=0.02, atol=0.02)
+
+
+def test_store_keeps_a_batch_sharded_array_where_it_is():
+    """`layers.store` on an axis data parallelism does not shard (the blocks' T axis in
+    `x_NTVC`) compiles without collectives; on the sharded batch axis the partitioner would
+    all-gather the whole array, which is why the blocks never pass that axis."""
+    import re
+
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    from amstgcn_jax import layers
+
+    n = len(jax.devices())
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    batch = NamedSharding(mesh, PartitionSpec("data"))
+    x = jax.device_put(jnp.arange(2 * n * 6 * 5 * 4, dtype=jnp.float32).reshape(2 * n, 6, 5, 4),
+                       batch)
+
+    def collectives(axis):
+        fn = jax.jit(lambda x: jnp.maximum(layers.store(jnp.maximum(x, 0) * 2, axis), 0) + 1,
+                     out_shardings=batch)
+        np.testing.assert_array_equal(fn(x), np.maximum(np.asarray(x), 0) * 2 + 1)
+        text = fn.lower(x).compile().as_text()
+        return set(re.findall(r"all-gather|all-to-all|collective-permute|all-reduce", text))
+
+    assert collectives(1) == set()
+    if n > 1:
+        assert "all-gather" in collectives(0)
