@@ -41,10 +41,11 @@ def _perturbed_variables(model, x):
 
 
 def _train_loss(model, variables, x):
-    """sum(logits²) of a train-mode forward, with the logits and updated batch statistics."""
-    (logits, _), updates = model.apply(variables, x, train=True, mutable=["batch_stats"],
-                                       rngs={"dropout": jax.random.key(2)})
-    return jnp.sum(logits ** 2), (logits, updates["batch_stats"])
+    """sum(logits²) of a train-mode forward, with the logits, the intermediate features (data_bn
+    and every block's output) and the updated batch statistics."""
+    (logits, out), updates = model.apply(variables, x, train=True, mutable=["batch_stats"],
+                                         rngs={"dropout": jax.random.key(2)})
+    return jnp.sum(logits ** 2), (logits, out, updates["batch_stats"])
 
 
 @pytest.mark.parametrize("num_classes,layout,expected", [
@@ -335,9 +336,12 @@ def test_bn_impl_picks_the_batchnorm_backward_with_the_same_numbers():
     variables = _perturbed_variables(models["custom"], x)
     results = {impl: jax.value_and_grad(functools.partial(_train_loss, m, x=x), has_aux=True)(
         variables) for impl, m in models.items()}
-    (_, (logits, stats)), grads = results["custom"]
-    (_, (ref_logits, ref_stats)), ref_grads = results["autodiff"]
+    (_, (logits, features, stats)), grads = results["custom"]
+    (_, (ref_logits, ref_features, ref_stats)), ref_grads = results["autodiff"]
     np.testing.assert_allclose(logits, ref_logits, rtol=1e-5, atol=1e-6)
+    for name, feature in features.items():
+        np.testing.assert_allclose(feature, ref_features[name], rtol=1e-5, atol=1e-5,
+                                   err_msg=name)
     for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(ref_stats)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     ref_by_path = traverse_util.flatten_dict(ref_grads["params"], sep="/")
@@ -384,9 +388,13 @@ def test_block_output_stored_is_the_identity_and_stops_recomputation():
                                         has_aux=True))
         hlo[out] = fn.lower(variables).compile().as_text()
         results[out] = fn(variables)
-    (_, (logits, stats)), grads = results["stored"]
-    (_, (ref_logits, ref_stats)), ref_grads = results["fused"]
+    (_, (logits, features, stats)), grads = results["stored"]
+    (_, (ref_logits, ref_features, ref_stats)), ref_grads = results["fused"]
     np.testing.assert_allclose(logits, ref_logits, rtol=1e-6, atol=1e-7)
+    assert features.keys() == ref_features.keys() and "block2" in features
+    for name, feature in features.items():
+        np.testing.assert_allclose(feature, ref_features[name], rtol=1e-6, atol=1e-6,
+                                   err_msg=name)
     for a, b in zip(jax.tree.leaves((stats, grads)), jax.tree.leaves((ref_stats, ref_grads))):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert hlo["stored"].count(" gather(") == hlo["fused"].count(" gather(") + 3
