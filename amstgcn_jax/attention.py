@@ -389,7 +389,7 @@ class NonLocalBlock(nn.Module):
             wt, wv = self._window()
             y_NTVC = jnp.repeat(jnp.repeat(y_NTVC, wt, axis=1), wv, axis=2)[:, :t, :v]
 
-        w_NTVC = nn.Conv(c, (1, 1), dtype=self.dtype, name="out_conv")(y_NTVC)
+        w_NTVC = layers.Conv1x1(c, dtype=self.dtype, name="out_conv")(y_NTVC)
         # layers.BatchNorm: flax's BatchNorm with a written-out training backward on CPU
         w_NTVC = layers.batch_norm(train, "out_bn", self.dtype,
                                    scale_init=nn.initializers.zeros)(w_NTVC)

@@ -276,6 +276,32 @@ def pointwise(features: int, name: str, dtype: Any = jnp.float32) -> nn.Dense:
                     dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
+class Conv1x1(nn.Module):
+    """A 1×1 `nn.Conv` over `x_NTVC`: the same variables (`kernel (1, 1, I, O)`, `bias (O)`, the
+    same initialisers), applied as a GEMM over channels; `stride` subsamples T first (a strided
+    1×1 conv reads only those frames).
+
+    Why not `nn.Conv`: XLA:CPU runs a 1×1 conv's kernel gradient as a convolution, at ~2 GFLOP/s
+    (110 ms per non-local block per NTU T=300 train step, benchmarks/README.md "Round 16").
+    """
+
+    features: int
+    stride: int = 1
+    kernel_init: Callable = nn.linear.default_kernel_init
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_NTVC):
+        c_in = x_NTVC.shape[-1]
+        kernel = self.param("kernel", self.kernel_init, (1, 1, c_in, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        if self.stride > 1:
+            x_NTVC = x_NTVC[:, ::self.stride]
+        y_NTVC = jnp.dot(x_NTVC.astype(self.dtype),
+                         kernel.reshape(c_in, self.features).astype(self.dtype))
+        return y_NTVC + bias.astype(self.dtype)[None, None, None]
+
+
 class GraphConv(nn.Module):
     """`ConvTemporalGraphical`: 1×1 conv to K·C (K-major), then `Σ_k Σ_v y[v,k,c] · A[k,v,w]`.
 
@@ -382,6 +408,7 @@ class TemporalConv(nn.Module):
     impl: str = "auto"  # "matmul" | "conv" | "fft" | "auto"
     dtype: Any = jnp.float32
     layout: str = "NTVC"
+    kernel_init: Callable = conv_init
 
     @nn.compact
     def __call__(self, x, train: bool = True):
@@ -390,7 +417,8 @@ class TemporalConv(nn.Module):
             raise ValueError(f"TemporalConv: kernel_size must be odd, got {ks}")
         check_layout(self.layout, "TemporalConv")
         c_in = x.shape[-1]
-        kernel = self.param("kernel", conv_init, (ks, 1, c_in, self.features), jnp.float32)
+        kernel = self.param("kernel", self.kernel_init, (ks, 1, c_in, self.features),
+                            jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         x = x.astype(self.dtype)
         kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)

@@ -127,6 +127,22 @@ def test_nonlocal_matches_numpy(mode, pool_on, window):
                                rtol=1e-5, atol=1e-6)
 
 
+def test_nonlocal_train_step_has_no_convolution_op():
+    """The 1x1 convs (theta/phi/g and out_conv) are GEMMs over channels in the forward and in
+    both gradients: XLA:CPU ran out_conv's kernel gradient as a convolution at ~2 GFLOP/s."""
+    block = attention.NonLocalBlock()
+    x = _x()
+    variables = _randomise(_init(block, x))
+
+    def loss(params, x):
+        y, _ = block.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
+                           train=True, mutable=["batch_stats"])
+        return jnp.sum(y ** 2)
+
+    hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(variables["params"], x).as_text()
+    assert "convolution" not in hlo and "dot_general" in hlo
+
+
 def test_sown_attention_shapes_and_rows_sum_to_one():
     x = _x(shape=(N, 8, 5, C))
     expected = {"spatial": (N, 8, 5, 3), "temporal": (N, 5, 8, 4),

@@ -12,6 +12,7 @@ from amstgcn_jax import graph, graph_sparse
 from amstgcn_jax.layers import (
     FFT_INFER_CHANNELS,
     BatchNorm,
+    Conv1x1,
     Dropout,
     GraphConv,
     STGCNBlock,
@@ -390,6 +391,37 @@ def test_batch_norm_matches_flax(shape, custom_backward, relu):
     # eval mode: flax's expression term for term
     np.testing.assert_array_equal(ours.clone(use_running_average=True).apply(variables, x),
                                   act(ref.clone(use_running_average=True).apply(variables, x)))
+
+
+@pytest.mark.parametrize("stride,t", [(1, 7), (2, 7), (2, 8)])
+def test_conv1x1_is_nn_conv_as_a_gemm(stride, t):
+    """`Conv1x1` has `nn.Conv((1, 1), strides=(stride, 1))`'s variables (names, shapes, init
+    values) and gives its outputs and gradients, odd T included (a strided 1x1 conv keeps frames
+    0, s, 2s, ...)."""
+    x = _rand(11, (3, t, 5, 6), 2.0)
+    kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+    ref = nn.Conv(4, (1, 1), strides=(stride, 1), padding=((0, 0), (0, 0)),
+                  kernel_init=kernel_init)
+    ours = Conv1x1(4, stride, kernel_init=kernel_init)
+    init_ref, init_ours = ref.init(jax.random.key(0), x), ours.init(jax.random.key(0), x)
+    assert jax.tree.structure(init_ref) == jax.tree.structure(init_ours)
+    for a, b in zip(jax.tree.leaves(init_ref), jax.tree.leaves(init_ours)):
+        np.testing.assert_array_equal(a, b)
+    variables = _randomize(init_ref)
+    probe = _rand(12, ref.apply(variables, x).shape)
+
+    def loss(module, variables, x):
+        return jnp.sum(jnp.sin(module.apply(variables, x)) * probe)
+
+    y_ref, y_ours = ref.apply(variables, x), jax.jit(ours.apply)(variables, x)
+    assert y_ours.shape == y_ref.shape == (3, -(-t // stride), 5, 4)
+    np.testing.assert_allclose(y_ours, y_ref, rtol=1e-5, atol=1e-5)
+    g_ref = jax.grad(functools.partial(loss, ref), argnums=(0, 1))(variables, x)
+    g_ours = jax.jit(jax.grad(functools.partial(loss, ours), argnums=(0, 1)))(variables, x)
+    for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    bf16 = Conv1x1(4, dtype=jnp.bfloat16).apply(variables, x)
+    assert bf16.dtype == jnp.bfloat16
 
 
 def test_batch_norm_bfloat16_output_and_gradient_dtype():
