@@ -15,6 +15,15 @@ the backbone (tests, CPU smoke runs); the paper's attention blocks (AM-STGCN, "J
 attention") can be placed after the graph conv unit ("convs") or the temporal unit ("convt") of
 any block, with the placement format and parameter names of `model.AMSTGCN`. Channels-last
 einsums replace upstream's per-subset matmul loop (same sums, see NOTES §1.2 on fusion).
+
+Execution formulations (same variables, same values up to float rounding), shared with the
+ST-GCN blocks of `amstgcn_jax.layers`: the (9, 1) convs are `layers.TemporalConv` (FFTs when
+training on CPU, where XLA's conv backward is slow), the 1x1 convs `layers.Conv1x1` (GEMMs),
+the BatchNorms `layers.BatchNorm` (written-out training backward on CPU) and each unit's
+`relu(y + residual)` output is stored on CPU (`layers.store`); `tcn_impl`, `bn_impl` and
+`block_output` choose them as in `model.AMSTGCN`. NTU T=300, batch 4, fp32 train step on a
+2-vCPU Zen 3: 5.2 s against 22.0 s with XLA's plain formulations (benchmarks/README.md,
+"Round 16").
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from amstgcn_jax import graph
+from amstgcn_jax import graph, layers
 from amstgcn_jax.layers import make_attention
 
 # (out channels, temporal stride, block residual) of upstream l1 ... l10.
@@ -89,15 +98,24 @@ class SubsetConv(nn.Module):
         return jnp.einsum("ntvc,kco->ntvko", x, kernel_KIO) + bias_KO[None, None, None]
 
 
-def _batch_norm(name, train, dtype, scale_init=nn.initializers.ones):
-    return nn.BatchNorm(
+def _batch_norm(name, train, dtype, scale_init=nn.initializers.ones, bn_impl="auto"):
+    # layers.BatchNorm: flax's BatchNorm (same variables and values) with the written-out
+    # training backward on CPU (`bn_impl`, as in model.AMSTGCN)
+    return layers.BatchNorm(
         use_running_average=not train,
         momentum=BN_MOMENTUM,
         epsilon=BN_EPSILON,
         dtype=dtype,
         scale_init=scale_init,
+        custom_backward=layers.bn_custom_backward(bn_impl),
         name=name,
     )
+
+
+def _store(x_NTVC, block_output: str):
+    """`x_NTVC`, stored once on XLA:CPU where `block_output` says so (`layers.store`: the
+    `relu(y + residual)` outputs here have the ST-GCN blocks' shape of graph)."""
+    return layers.store(x_NTVC, 1) if layers.stores_block_output(block_output) else x_NTVC
 
 
 class AdaptiveGraphConv(nn.Module):
@@ -108,6 +126,8 @@ class AdaptiveGraphConv(nn.Module):
 
     features: int
     num_subsets: int = NUM_SUBSETS
+    bn_impl: str = "auto"
+    block_output: str = "auto"
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -139,19 +159,16 @@ class AdaptiveGraphConv(nn.Module):
             dtype=self.dtype,
             name="conv_d",
         )(z_NTVKC)
-        y_NTVC = _batch_norm("bn", train, self.dtype, nn.initializers.constant(1e-6))(y_NTVC)
+        y_NTVC = _batch_norm("bn", train, self.dtype, nn.initializers.constant(1e-6),
+                             self.bn_impl)(y_NTVC)
         if in_features != self.features:
-            down_NTVC = nn.Conv(
-                self.features,
-                (1, 1),
-                kernel_init=_conv_fan_out_init(),
-                dtype=self.dtype,
-                name="down_conv",
-            )(x_NTVC)
-            down_NTVC = _batch_norm("down_bn", train, self.dtype)(down_NTVC)
+            down_NTVC = layers.Conv1x1(self.features, kernel_init=_conv_fan_out_init(),
+                                       dtype=self.dtype, name="down_conv")(x_NTVC)
+            down_NTVC = _batch_norm("down_bn", train, self.dtype, bn_impl=self.bn_impl)(
+                down_NTVC)
         else:
             down_NTVC = x_NTVC.astype(self.dtype)
-        return nn.relu(y_NTVC + down_NTVC), attn_NKVV
+        return _store(nn.relu(y_NTVC + down_NTVC), self.block_output), attn_NKVV
 
 
 class AGCNBlock(nn.Module):
@@ -168,27 +185,26 @@ class AGCNBlock(nn.Module):
     residual: bool = True
     attention_convs: tuple = ()
     attention_convt: tuple = ()
+    tcn_impl: str = "auto"  # `layers.TemporalConv.impl`
+    bn_impl: str = "auto"  # `layers.BN_IMPLS`
+    block_output: str = "auto"  # `layers.BLOCK_OUTPUTS`
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x_NTVC, adj_KVV, train: bool):
         in_features = x_NTVC.shape[-1]
-        gcn_NTVC, attn_NKVV = AdaptiveGraphConv(self.features, dtype=self.dtype, name="gcn")(
-            x_NTVC, adj_KVV, train
-        )
+        gcn_NTVC, attn_NKVV = AdaptiveGraphConv(
+            self.features, bn_impl=self.bn_impl, block_output=self.block_output,
+            dtype=self.dtype, name="gcn")(x_NTVC, adj_KVV, train)
         y_NTVC = gcn_NTVC
         for j, (kind, options) in enumerate(self.attention_convs):
             y_NTVC = make_attention(kind, "convs", j, dict(options), self.dtype)(y_NTVC, train)
-        y_NTVC = nn.Conv(
-            self.features,
-            (9, 1),
-            strides=(self.stride, 1),
-            padding=((4, 4), (0, 0)),  # explicit: 'SAME' pads (3, 4) when strided
-            kernel_init=_conv_fan_out_init(),
-            dtype=self.dtype,
-            name="tcn_conv",
-        )(y_NTVC)
-        y_NTVC = _batch_norm("tcn_bn", train, self.dtype)(y_NTVC)
+        # upstream Conv2d((9, 1), padding (4, 0), stride (s, 1)): same variables as nn.Conv,
+        # formulated per backend (on CPU training as FFTs)
+        y_NTVC = layers.TemporalConv(
+            self.features, 9, self.stride, self.tcn_impl, self.dtype,
+            kernel_init=_conv_fan_out_init(), name="tcn_conv")(y_NTVC, train)
+        y_NTVC = _batch_norm("tcn_bn", train, self.dtype, bn_impl=self.bn_impl)(y_NTVC)
         for j, (kind, options) in enumerate(self.attention_convt):
             y_NTVC = make_attention(kind, "convt", j, dict(options), self.dtype)(y_NTVC, train)
         if not self.residual:
@@ -196,17 +212,13 @@ class AGCNBlock(nn.Module):
         elif in_features == self.features and self.stride == 1:
             res_NTVC = x_NTVC.astype(self.dtype)
         else:
-            res_NTVC = nn.Conv(
-                self.features,
-                (1, 1),
-                strides=(self.stride, 1),
-                padding=((0, 0), (0, 0)),
-                kernel_init=_conv_fan_out_init(),
-                dtype=self.dtype,
-                name="residual_conv",
-            )(x_NTVC)
-            res_NTVC = _batch_norm("residual_bn", train, self.dtype)(res_NTVC)
-        return nn.relu(y_NTVC + res_NTVC), gcn_NTVC, attn_NKVV
+            res_NTVC = layers.Conv1x1(self.features, self.stride,
+                                      kernel_init=_conv_fan_out_init(), dtype=self.dtype,
+                                      name="residual_conv")(x_NTVC)
+            res_NTVC = _batch_norm("residual_bn", train, self.dtype, bn_impl=self.bn_impl)(
+                res_NTVC)
+        return (_store(nn.relu(y_NTVC + res_NTVC), self.block_output), gcn_NTVC,
+                attn_NKVV)
 
 
 # ---------------------------------------------------------------- model
@@ -253,6 +265,11 @@ class AGCN(nn.Module):
     attention: Any = ()
     layer_indexing: str = "paper"
     blocks: Sequence[tuple[int, int, bool]] = AGCN_BLOCKS  # (width, stride, residual)
+    # Execution formulations, as in model.AMSTGCN (same values and variables; "auto" picks
+    # per backend): the temporal convs, the BatchNorms' training backward, stored outputs.
+    tcn_impl: str = "auto"
+    bn_impl: str = "auto"
+    block_output: str = "auto"
     dtype: Any = "float32"
 
     @nn.compact
@@ -279,7 +296,8 @@ class AGCN(nn.Module):
 
         # BatchNorm1d over M*V*C channels indexed m*V*C + v*C + c (one set per person slot)
         x_NTF = jnp.transpose(x_NMTVC, (0, 2, 1, 3, 4)).reshape(n, t, m * v * c)
-        x_NTF = _batch_norm("data_bn", train, jnp.float32)(x_NTF.astype(jnp.float32))
+        x_NTF = _batch_norm("data_bn", train, jnp.float32, bn_impl=self.bn_impl)(
+            x_NTF.astype(jnp.float32))
         x_NMTVC = jnp.transpose(x_NTF.reshape(n, t, m, v, c), (0, 2, 1, 3, 4))
         x_NTVC = x_NMTVC.reshape(n * m, t, v, c)
         out["data_bn_out"] = x_NTVC
@@ -294,6 +312,9 @@ class AGCN(nn.Module):
                 residual,
                 attention_convs=att_s,
                 attention_convt=att_t,
+                tcn_impl=self.tcn_impl,
+                bn_impl=self.bn_impl,
+                block_output=self.block_output,
                 dtype=dtype,
                 name=f"block{i}",
             )(x_NTVC, adj_KVV, train)

@@ -36,8 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_step_benchmark as harness  # (same directory; needs the sys.path entry above)
 
-DEFAULTS = {"model": "stgcn", "dataset": "ntu", "frames": 300, "batch": 128, "persons": 2,
-            "dtype": "bfloat16", "dropout": None, "prng": "threefry", "tcn_impl": "auto",
+DEFAULTS = {"model": "stgcn", "backbone": "stgcn", "dataset": "ntu", "frames": 300,
+            "batch": 128, "persons": 2, "dtype": "bfloat16", "dropout": None, "prng": "threefry", "tcn_impl": "auto",
             "gcn_impl": "auto", "activation_layout": "auto", "bn_impl": "auto",
             "block_output": "auto", "attention_impl": None, "mode": "train"}
 
@@ -60,6 +60,8 @@ def typed(spec: dict) -> dict:
     cfg["attention_impl"] = cfg["attention_impl"] or None
     if cfg["mode"] not in ("train", "infer"):
         raise SystemExit(f"mode must be train or infer, not {cfg['mode']!r}")
+    if cfg["backbone"] not in ("stgcn", "agcn"):
+        raise SystemExit(f"backbone must be stgcn or agcn, not {cfg['backbone']!r}")
     return cfg
 
 
@@ -122,11 +124,14 @@ def variant_program(cfg: dict) -> dict:
     x_NMTVC = jnp.asarray(rs.standard_normal(
         (cfg["batch"], cfg["persons"], cfg["frames"], v, 3)).astype(np.float32))
     label_N = jnp.asarray(rs.integers(0, num_classes, cfg["batch"]).astype(np.int32))
-    hargs = argparse.Namespace(model=cfg["model"], attention_impl=cfg["attention_impl"],
+    hargs = argparse.Namespace(model=cfg["model"], backbone=cfg["backbone"],
+                               attention_impl=cfg["attention_impl"],
                                dtype=cfg["dtype"], tcn_impl=cfg["tcn_impl"],
                                gcn_impl=cfg["gcn_impl"],
                                activation_layout=cfg["activation_layout"],
                                bn_impl=cfg["bn_impl"], block_output=cfg["block_output"])
+    if cfg["backbone"] == "agcn":
+        dropout = 0.0  # upstream 2s-AGCN has none (ST-GCN's is inside its blocks)
     kwargs = harness.jax_model_kwargs(hargs, {
         "num_classes": num_classes, "layout": layout,
         "dropout": dropout if cfg["dropout"] is None else cfg["dropout"]})
@@ -134,7 +139,9 @@ def variant_program(cfg: dict) -> dict:
     variables = jax.jit(lambda r: model.init({"params": r}, x_NMTVC[:1], train=False))(
         jax.random.PRNGKey(0))
     variables = harness.randomize_variables(dict(variables), 0)
-    out = {"v": v, "num_classes": num_classes, "attention": kwargs["attention"]}
+    out = {"v": v, "num_classes": num_classes, "attention": kwargs["attention"],
+           "flops": (harness.agcn_forward_flops_per_clip if cfg["backbone"] == "agcn"
+                     else harness.forward_flops_per_clip)}
     if cfg["mode"] == "infer":
         def infer(variables, x):
             return model.apply(variables, x, train=False)[0].astype(jnp.float32)
@@ -156,8 +163,7 @@ def build_variant(name: str, cfg: dict):
     compiled = jax.jit(prog["fn"], donate_argnums=prog["donate"]).lower(*prog["args"]).compile()
     info = {"config": cfg, "compile_s": time.perf_counter() - t0,
             "cost": harness._cost(compiled, cfg["batch"]), "memory": harness._mem(compiled),
-            f"model_gflop_{cfg['mode']}_per_clip": prog["flop_factor"] *
-            harness.forward_flops_per_clip(
+            f"model_gflop_{cfg['mode']}_per_clip": prog["flop_factor"] * prog["flops"](
                 prog["v"], cfg["frames"], cfg["persons"], prog["num_classes"],
                 harness.attention_blocks(prog["attention"], strict=False)) / 1e9}
     if cfg["mode"] == "infer":

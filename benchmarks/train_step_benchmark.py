@@ -167,19 +167,51 @@ def forward_flops_per_clip(v, t, m, num_classes, attention, k=3, ks=9):
         macs += cin * k * cout * t_in * v + k * cout * t_in * v * v + cout * cout * ks * t_out * v
         if i > 0 and (cin != cout or s != 1):
             macs += cin * cout * t_out * v
-        for where, options in attention.get(i, ()):
-            mode = options.get("mode", "spatial" if where == "convs" else "spatiotemporal")
-            p = int(options.get("pool_size", 2))
-            inner = max(1, int(cout * float(options.get("inner_ratio", 0.5))))
-            tt = t_in if where == "convs" else t_out
-            wt, wv = {"spatial": (1, p), "temporal": (p, 1), "spatiotemporal": (p, p)}[mode]
-            tk, vk = -(-tt // wt), -(-v // wv)
-            # positions attended per query: joints of the frame / frames of the joint / all
-            keys = {"spatial": vk, "temporal": tk, "spatiotemporal": tk * vk}[mode]
-            macs += 4 * cout * inner * tt * v + 2 * tt * v * keys * inner
+        macs += _attention_macs(attention.get(i, ()), cout, t_in, t_out, v)
         t_in = t_out
     macs = macs * m + 256 * num_classes
     return 2 * macs
+
+
+def _attention_macs(entries, c, t_in, t_out, v):
+    """MACs of one block's non-local blocks on `c` channels (ConvS at t_in frames, ConvT at
+    t_out)."""
+    macs = 0
+    for where, options in entries:
+        mode = options.get("mode", "spatial" if where == "convs" else "spatiotemporal")
+        p = int(options.get("pool_size", 2))
+        inner = max(1, int(c * float(options.get("inner_ratio", 0.5))))
+        tt = t_in if where == "convs" else t_out
+        wt, wv = {"spatial": (1, p), "temporal": (p, 1), "spatiotemporal": (p, p)}[mode]
+        tk, vk = -(-tt // wt), -(-v // wv)
+        # positions attended per query: joints of the frame / frames of the joint / all
+        keys = {"spatial": vk, "temporal": tk, "spatiotemporal": tk * vk}[mode]
+        macs += 4 * c * inner * tt * v + 2 * tt * v * keys * inner
+    return macs
+
+
+def agcn_forward_flops_per_clip(v, t, m, num_classes, attention, k=3, ks=9):
+    """Model FLOPs of one 2s-AGCN (one stream) forward pass per clip, counted as
+    `forward_flops_per_clip` counts ST-GCN's: per block the conv_a/conv_b embeddings (C/4
+    channels per subset), the C_k logits, the aggregation with A + B + C (per clip), conv_d,
+    the `down` 1x1 conv where widths change, the (9, 1) conv and the strided residual conv,
+    plus the non-local blocks; softmax, BN and elementwise work are not counted."""
+    from amstgcn_jax.agcn import AGCN_BLOCKS, EMBED_RATIO
+
+    macs, t_in, cin = 0, t, 3
+    for i, (cout, s, residual) in enumerate(AGCN_BLOCKS):
+        t_out = (t_in - 1) // s + 1
+        embed = cout // EMBED_RATIO
+        macs += 2 * k * cin * embed * t_in * v  # conv_a, conv_b
+        macs += k * v * v * embed * t_in  # theta^T phi
+        macs += k * cin * v * v * t_in  # x (A_k + B_k + C_k)
+        macs += k * cin * cout * t_in * v  # conv_d
+        macs += (cin != cout) * cin * cout * t_in * v  # down
+        macs += cout * cout * ks * t_out * v  # tcn
+        macs += (residual and (cin != cout or s != 1)) * cin * cout * t_out * v
+        macs += _attention_macs(attention.get(i, ()), cout, t_in, t_out, v)
+        t_in, cin = t_out, cout
+    return 2 * (macs * m + 256 * num_classes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,6 +377,8 @@ def randomize_variables(variables, seed):
             value = rs.uniform(0.5, 2.0, shape)
         elif name.startswith("edge_importance"):
             value = 1.0 + 0.1 * rs.standard_normal(shape)
+        elif name == "PA":  # 2s-AGCN's learned graph offsets B_k (upstream init 1e-6)
+            value = 0.01 * rs.standard_normal(shape)
         else:
             raise ValueError(f"randomize_variables: unexpected leaf {'/'.join(names)}")
         return jax.numpy.asarray(value, leaf.dtype)
@@ -353,16 +387,27 @@ def randomize_variables(variables, seed):
 
 
 def jax_model_kwargs(args, cfg):
-    """`config.model` for the benchmark: upstream ST-GCN settings + the chosen variant."""
+    """`config.model` for the benchmark: upstream ST-GCN (or, with `args.backbone="agcn"`,
+    2s-AGCN) settings + the chosen variant."""
     from amstgcn_jax import model as model_lib
 
-    kw = dict(backbone="stgcn", num_classes=cfg["num_classes"], layout=cfg["layout"],
-              strategy="spatial", in_channels=3, dropout=cfg["dropout"], edge_importance=True,
-              data_bn="VC", dtype=args.dtype, tcn_impl=args.tcn_impl,
-              gcn_impl=_gcn_impl_arg(getattr(args, "gcn_impl", "auto")),
-              activation_layout=getattr(args, "activation_layout", "auto"),
-              bn_impl=getattr(args, "bn_impl", "auto"),
-              block_output=getattr(args, "block_output", "auto"))
+    if getattr(args, "backbone", "stgcn") == "agcn":
+        # 2s-AGCN's one-stream model (upstream settings: data BN over M*V*C; `dropout` is
+        # before its classifier); its formulation knobs are the ST-GCN ones below minus the
+        # graph conv's and the activation layout
+        kw = dict(backbone="agcn", num_classes=cfg["num_classes"], layout=cfg["layout"],
+                  in_channels=3, dropout=cfg["dropout"], data_bn="MVC",
+                  dtype=args.dtype, tcn_impl=args.tcn_impl,
+                  bn_impl=getattr(args, "bn_impl", "auto"),
+                  block_output=getattr(args, "block_output", "auto"))
+    else:
+        kw = dict(backbone="stgcn", num_classes=cfg["num_classes"], layout=cfg["layout"],
+                  strategy="spatial", in_channels=3, dropout=cfg["dropout"],
+                  edge_importance=True, data_bn="VC", dtype=args.dtype, tcn_impl=args.tcn_impl,
+                  gcn_impl=_gcn_impl_arg(getattr(args, "gcn_impl", "auto")),
+                  activation_layout=getattr(args, "activation_layout", "auto"),
+                  bn_impl=getattr(args, "bn_impl", "auto"),
+                  block_output=getattr(args, "block_output", "auto"))
     if args.model in model_lib.VARIANTS:
         placements = model_lib.VARIANTS[args.model]["attention"]
     else:

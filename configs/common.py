@@ -111,9 +111,10 @@ def stgcn_model(*, num_classes, layout, variant="am_stgcn", backbone="stgcn", da
     model = dict(backbone=backbone, variant=variant, num_classes=num_classes, layout=layout,
                  in_channels=in_channels, dropout=dropout, data_bn=data_bn,
                  attention=placeholder(str), blocks=placeholder(tuple), dtype=dtype)
+    # Execution formulations (same numbers, same parameters); unset = the model's "auto".
+    model.update(tcn_impl=placeholder(str), bn_impl=placeholder(str),
+                 block_output=placeholder(str))
     if backbone == "stgcn":
-        # Execution formulations (same numbers, same parameters); unset = the model's "auto".
         model.update(strategy="spatial", edge_importance=True, gcn_impl=placeholder(str),
-                     tcn_impl=placeholder(str), activation_layout=placeholder(str),
-                     bn_impl=placeholder(str), block_output=placeholder(str))
+                     activation_layout=placeholder(str))
     return model

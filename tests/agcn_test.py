@@ -342,3 +342,40 @@ def test_adjacency_is_the_2s_agcn_spatial_graph():
     assert adj[1, 1, 0] == 1.0  # joint 0 (spine base) receives from its parent 1 (spine middle)
     np.testing.assert_allclose(adj[1].sum(0), [0 if w == 20 else 1 for w in range(25)])
     assert adj[2, 0, 1] == 1.0 and adj[2, 4, 20] == 0.25  # 4 children of the spine shoulder
+
+
+def test_cpu_formulations_match_the_plain_xla_ones():
+    """The formulations AGCN picks on CPU (FFT temporal convs, the BatchNorms' written-out
+    backward, stored block outputs; 1x1 convs as GEMMs always) give the logits, every block's
+    features, the gradients and the batch statistics of the plain XLA ones (`lax.conv`,
+    autodiff, fused outputs), a strided block included. (No attention block here: with these
+    random weights its unscaled softmax amplifies float rounding ~100x.)"""
+    x = _x(v=20, t=12)
+    kw = dict(num_classes=5, layout="nw-ucla", blocks=TINY)
+    fast = AGCN(tcn_impl="fft", bn_impl="custom", block_output="stored", **kw)
+    plain = AGCN(tcn_impl="conv", bn_impl="autodiff", block_output="fused", **kw)
+    variables = _random_variables(plain, x, seed=3)
+
+    def loss(model, variables):
+        (logits, out), updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(logits)), (logits, out, updates["batch_stats"])
+
+    results = {}
+    for name, model in (("fast", fast), ("plain", plain)):
+        fn = jax.jit(jax.value_and_grad(functools.partial(loss, model), has_aux=True))
+        results[name] = (fn(variables), fn.lower(variables).compile().as_text())
+    ((_, (logits, out, stats)), grads), hlo = results["fast"]
+    ((_, (ref_logits, ref_out, ref_stats)), ref_grads), ref_hlo = results["plain"]
+    np.testing.assert_allclose(logits, ref_logits, rtol=1e-5, atol=1e-5)
+    assert out.keys() == ref_out.keys() and "block2_gcn" in out
+    for name in out:
+        np.testing.assert_allclose(out[name], ref_out[name], rtol=1e-5, atol=1e-5, err_msg=name)
+    for a, b in zip(jax.tree.leaves((stats, grads)), jax.tree.leaves((ref_stats, ref_grads))):
+        # (atol: the biases before a BatchNorm have rounding-noise gradients, ~1e-10)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert " fft(" in hlo and " fft(" not in ref_hlo
+    # one stored gather per graph-conv unit and per block
+    assert hlo.count(" gather(") >= ref_hlo.count(" gather(") + 2 * len(TINY)
+    assert " convolution(" not in hlo  # every conv is a GEMM or an FFT on this path
+    with pytest.raises(ValueError, match="block_output must be one of"):
+        jax.eval_shape(lambda: AGCN(block_output="kept", **kw).init(jax.random.key(0), x))

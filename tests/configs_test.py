@@ -59,6 +59,13 @@ def test_locked_config_rejects_misspelt_keys():
     c = _parse(["--config=configs/synthetic.py"])
     with pytest.raises(AttributeError):
         c.optim.learning_rat = 0.1
+    # the execution formulations are settable for both backbones and reach the model
+    c = _parse(["--config=configs/synthetic.py:tiny,backbone=agcn", "--config.model.tcn_impl=conv",
+                "--config.model.bn_impl=autodiff", "--config.model.block_output=fused"])
+    model = trainer.make_model(c.model)
+    assert (model.tcn_impl, model.bn_impl, model.block_output) == ("conv", "autodiff", "fused")
+    assert trainer.make_model(_parse(["--config=configs/ntu60.py:backbone=agcn"]).model
+                              ).block_output == "auto"
 
 
 def test_parse_arg():

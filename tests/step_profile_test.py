@@ -70,3 +70,42 @@ def test_device_defaults_to_the_platform_jax_will_use(monkeypatch):
     assert step_profile.parse_args([]).device == "cpu"
     monkeypatch.setattr(step_profile.shutil, "which", lambda name: "/usr/bin/" + name)
     assert step_profile.parse_args([]).device == "gpu"
+
+
+def _dot_flops(jaxpr) -> int:
+    """2·MACs of every dot_general in a jaxpr, sub-jaxprs (jit, custom_vjp, ...) included."""
+    import math
+
+    total = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (contract, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            total += 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(
+                lhs[d] for d in contract)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    total += _dot_flops(inner)
+    return total
+
+
+@pytest.mark.parametrize("model,v", [("stgcn", 25), ("convt_l2x1", 18)])
+def test_agcn_backbone_and_its_model_flop_count(model, v):
+    """`backbone=agcn` profiles 2s-AGCN, and `agcn_forward_flops_per_clip` counts exactly the
+    multiply-adds of its eval forward's GEMMs (temporal convs as one GEMM each), attention
+    blocks included."""
+    dataset = "ntu" if v == 25 else "kinetics"
+    cfg = step_profile.typed(step_profile.parse_spec(
+        f"backbone=agcn,model={model},dataset={dataset},batch=1,frames=12,dtype=float32,"
+        "persons=2,mode=infer,tcn_impl=matmul"))
+    prog = step_profile.variant_program(cfg)
+    assert "gcn" in prog["args"][0]["params"]["block1"]  # 2s-AGCN's unit names
+    assert "PA" in prog["args"][0]["params"]["block1"]["gcn"]
+    harness = step_profile.harness
+    attention = harness.attention_blocks(prog["attention"], strict=False)
+    expected = harness.agcn_forward_flops_per_clip(v, 12, 2, prog["num_classes"], attention)
+    assert _dot_flops(jax.make_jaxpr(prog["fn"])(*prog["args"]).jaxpr) == expected
+    with pytest.raises(SystemExit, match="backbone"):
+        step_profile.typed(step_profile.parse_spec("backbone=resnet"))
