@@ -37,9 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_step_benchmark as harness  # (same directory; needs the sys.path entry above)
 
 DEFAULTS = {"model": "stgcn", "backbone": "stgcn", "dataset": "ntu", "frames": 300,
-            "batch": 128, "persons": 2, "dtype": "bfloat16", "dropout": None, "prng": "threefry", "tcn_impl": "auto",
-            "gcn_impl": "auto", "activation_layout": "auto", "bn_impl": "auto",
-            "block_output": "auto", "attention_impl": None, "mode": "train"}
+            "batch": 128, "persons": 2, "dtype": "bfloat16", "dropout": None,
+            "prng": "threefry", "tcn_impl": "auto", "gcn_impl": "auto",
+            "activation_layout": "auto", "bn_impl": "auto", "block_output": "auto",
+            "attention_impl": None, "mode": "train"}
 
 
 def parse_spec(text: str) -> dict:
