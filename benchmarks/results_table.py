@@ -46,8 +46,13 @@ def _mem(r):
 
 def shape_key(d):
     c = d["config"]
-    return (c["dataset"], c["frames"], c["batch"], c["persons"], c["dtype"], c["device"],
-            d["jax"]["device"], c.get("precision"))
+    return (c.get("backbone", "stgcn"), c["dataset"], c["frames"], c["batch"], c["persons"],
+            c["dtype"], c["device"], d["jax"]["device"], c.get("precision"))
+
+
+def model_name(c):
+    """The row's model: the variant, prefixed with `agcn/` for the 2s-AGCN backbone."""
+    return ("agcn/" if c.get("backbone", "stgcn") == "agcn" else "") + c["model"]
 
 
 def main(paths):
@@ -61,7 +66,8 @@ def main(paths):
         ratio = d.get("ratio_jax_over_torch", {})
         comp = sum(j.get(p, {}).get(k, 0) for p in ("train_compile", "infer_compile")
                    for k in ("lower_s", "compile_s"))
-        print(f"| {c['model']}{' (' + c['attention_impl'] + ')' if c.get('attention_impl') else ''}"
+        print(f"| {model_name(c)}"
+              f"{' (' + c['attention_impl'] + ')' if c.get('attention_impl') else ''}"
               f" | {c['dataset']} | {c['frames']} | {c['batch']} | {c['dtype']}"
               f"{' tf32' if c.get('precision') == 'tf32' and c['dtype'] == 'float32' else ''}"
               f" | {j['device']} | {_fmt(j['train']['clips_per_s'])}"
@@ -77,7 +83,7 @@ def main(paths):
         if "overhead_vs_baseline" in d:
             ov = d["overhead_vs_baseline"]
             flops = d["model_gflop_fwd_per_clip"] / d["jax_baseline"]["model_gflop_fwd_per_clip"]
-            lines.append(f"| {c['model']} | {c['dataset']} T={c['frames']} b={c['batch']} "
+            lines.append(f"| {model_name(c)} | {c['dataset']} T={c['frames']} b={c['batch']} "
                          f"{c['dtype']} {d['jax']['device']} | jax, interleaved with "
                          f"{c['baseline']} in one process | {100 * ov['train']:+.0f}% "
                          f"(inference {100 * ov.get('infer', float('nan')):+.0f}%) | "
@@ -89,7 +95,7 @@ def main(paths):
         for fw in ("jax", "torch"):
             if "train" in d.get(fw, {}) and "train" in b.get(fw, {}):
                 over = b[fw]["train"]["clips_per_s"] / d[fw]["train"]["clips_per_s"] - 1
-                lines.append(f"| {d['config']['model']} | {d['config']['dataset']} "
+                lines.append(f"| {model_name(d['config'])} | {d['config']['dataset']} "
                              f"T={d['config']['frames']} b={d['config']['batch']} "
                              f"{d['config']['dtype']} {d['jax']['device']} | {fw}, separate "
                              f"runs | "

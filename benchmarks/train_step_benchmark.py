@@ -3,7 +3,9 @@
 Builds the SAME architecture with the SAME weights twice: our Flax model
 (`amstgcn_jax.model.get_model`) and the PyTorch baseline in `benchmarks/torch_stgcn.py`
 (upstream st-gcn formulation, upstream state_dict keys), the weights moved with
-`amstgcn_jax.convert.flax_to_torch`. Both run the same shapes, dtype and optimizer
+`amstgcn_jax.convert.flax_to_torch`; with `--backbone agcn`, 2s-AGCN's one-stream model against
+`benchmarks/torch_agcn.py` (upstream 2s-AGCN formulation and keys, weights moved with
+`amstgcn_jax.agcn_convert.flax_to_torch`). Both run the same shapes, dtype and optimizer
 (SGD momentum 0.9 Nesterov, coupled weight decay 1e-4, cross-entropy, BN in train mode,
 dropout as configured) on one fixed synthetic batch resident on the device, so the figures are
 the model step alone (no input pipeline). Timed rounds alternate A, B, A, B, ...; compile /
@@ -41,6 +43,9 @@ BLOCKS = ((3, 64, 1), (64, 64, 1), (64, 64, 1), (64, 64, 1), (64, 128, 2), (128,
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backbone", choices=("stgcn", "agcn"), default="stgcn",
+                   help="agcn: 2s-AGCN's one-stream model against benchmarks/torch_agcn.py "
+                        "(upstream settings: no dropout unless --dropout, data BN over M*V*C)")
     p.add_argument("--model", default="stgcn",
                    help="stgcn | am_stgcn (the AM-STGCN default, convt_l3x3) | any "
                         "amstgcn_jax.model.VARIANTS name or placement string, e.g. convs_l3x3")
@@ -485,8 +490,15 @@ def build_torch(args, cfg, state_np, attention):
             torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cudnn.benchmark = True
-    model = torch_stgcn.STGCN(state_np["A"], num_classes=cfg["num_classes"],
-                              dropout=cfg["dropout"], attention=attention)
+    if getattr(args, "backbone", "stgcn") == "agcn":
+        from benchmarks import torch_agcn
+
+        state_np = dict(state_np)
+        model = torch_agcn.AGCN(state_np.pop("A"), num_classes=cfg["num_classes"],
+                                num_person=args.persons)
+    else:
+        model = torch_stgcn.STGCN(state_np["A"], num_classes=cfg["num_classes"],
+                                  dropout=cfg["dropout"], attention=attention)
     torch_stgcn.load_numpy_state_dict(model, state_np, strict=True)
     model.to(dev)
     x = torch.from_numpy(cfg["x_NCTVM"]).to(dev)
@@ -535,6 +547,9 @@ def main(argv=None):
     import numpy as np
 
     layout, v, num_classes, dropout = DATASETS[args.dataset]
+    agcn = args.backbone == "agcn"
+    if agcn:
+        dropout = 0.0  # upstream 2s-AGCN has none (ST-GCN's default is inside its blocks)
     rs = np.random.default_rng(args.seed)
     cfg = {
         "layout": layout, "num_classes": num_classes,
@@ -549,6 +564,9 @@ def main(argv=None):
     cfg["attention_placements"] = placements
     torch_attention = {}
     if not args.skip_torch:
+        if agcn and placements:
+            raise SystemExit("the PyTorch 2s-AGCN baseline has no attention blocks; use "
+                             "--skip-torch (or --model stgcn)")
         torch_attention = attention_blocks(placements)
     jx = build_jax(args, cfg)
     jb = None
@@ -556,8 +574,8 @@ def main(argv=None):
         jb = build_jax(argparse.Namespace(**(vars(args) | {"model": args.baseline,
                                                             "attention_impl": None})), cfg)
     out = {"config": {k: getattr(args, k) for k in (
-        "model", "attention_impl", "tcn_impl", "gcn_impl", "activation_layout", "bn_impl",
-        "block_output", "dataset", "frames", "batch", "persons", "dtype",
+        "backbone", "model", "attention_impl", "tcn_impl", "gcn_impl", "activation_layout",
+        "bn_impl", "block_output", "dataset", "frames", "batch", "persons", "dtype",
         "precision", "device", "threads", "malloc", "iters", "chunk", "warmup", "lr",
         "baseline")}
         | {"joints": v, "dropout": cfg["dropout"], "placements": repr(placements),
@@ -566,10 +584,14 @@ def main(argv=None):
 
     tc = None
     if not args.skip_torch:
-        from amstgcn_jax import convert
+        from amstgcn_jax import agcn_convert, convert, graph
 
-        state_np = convert.flax_to_torch(jax.device_get(jx["variables"]),
-                                         {"layout": layout, "strategy": "spatial"})
+        if agcn:  # 2s-AGCN's graph is not in its state_dict: the baseline builds it too
+            state_np = agcn_convert.flax_to_torch(jax.device_get(jx["variables"]))
+            state_np["A"] = graph.build_adjacency(graph.get_layout(layout), strategy="agcn")
+        else:
+            state_np = convert.flax_to_torch(jax.device_get(jx["variables"]),
+                                             {"layout": layout, "strategy": "spatial"})
         try:
             tc = build_torch(args, cfg, state_np, torch_attention)
             out["torch"] = tc["res"]
@@ -612,8 +634,9 @@ def main(argv=None):
             f["res"][phase] = summarize([s / n_chunk for s in times[name]], args.batch)
 
     def fwd_flops(placements):
-        return forward_flops_per_clip(v, args.frames, args.persons, num_classes,
-                                      attention_blocks(placements, strict=False))
+        count = agcn_forward_flops_per_clip if agcn else forward_flops_per_clip
+        return count(v, args.frames, args.persons, num_classes,
+                     attention_blocks(placements, strict=False))
 
     out["model_gflop_fwd_per_clip"] = fwd_flops(placements) / 1e9
     out["model_gflop_train_per_clip"] = 3 * fwd_flops(placements) / 1e9

@@ -32,3 +32,14 @@ def test_harness_without_torch_ends_with_one_json_line_of_figures(tmp_path):
     assert last["model_gflop_train_per_clip"] == pytest.approx(
         3 * last["model_gflop_fwd_per_clip"])
     assert "commit" in last["source"]
+
+
+def test_agcn_backbone_refuses_attention_against_the_torch_baseline(monkeypatch):
+    """benchmarks/torch_agcn.py has no attention blocks: asking for them with the PyTorch side
+    on is an error that names the way out, raised before anything is built."""
+    from benchmarks import train_step_benchmark
+
+    monkeypatch.setattr(train_step_benchmark, "configure_process", lambda args: None)
+    with pytest.raises(SystemExit, match="--skip-torch"):
+        train_step_benchmark.main(["--backbone", "agcn", "--model", "am_stgcn", "--frames", "8",
+                                   "--batch", "1"])
