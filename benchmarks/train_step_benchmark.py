@@ -474,6 +474,7 @@ def _mem(compiled):
 
 def build_torch(args, cfg, state_np, attention):
     import contextlib
+    import functools
 
     import torch
     from torch.nn import functional as F
@@ -506,7 +507,7 @@ def build_torch(args, cfg, state_np, attention):
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
                           weight_decay=1e-4)
     if args.dtype == "bfloat16":
-        autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16)
+        autocast = functools.partial(torch.autocast, dev.type, dtype=torch.bfloat16)
     else:
         autocast = contextlib.nullcontext
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
