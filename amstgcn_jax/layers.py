@@ -94,12 +94,19 @@ def bn_scale_init(key, shape, dtype=jnp.float32):
 BN_IMPLS = {"auto": None, "custom": True, "autodiff": False}
 
 
+def _formulation(table: dict, name: str, field: str) -> bool | None:
+    """`table[name]` for a formulation switch (True: on, False: off, None: on the CPU backend
+    only), or a ValueError naming the field and its choices."""
+    if name not in table:
+        raise ValueError(f"{field} must be one of {sorted(table)}, got {name!r}")
+    return table[name]
+
+
 def bn_custom_backward(bn_impl: str) -> bool | None:
     """`BatchNorm.custom_backward` for a `bn_impl` name ("auto": the written-out backward on
-    CPU only; "custom": everywhere; "autodiff": nowhere)."""
-    if bn_impl not in BN_IMPLS:
-        raise ValueError(f"bn_impl must be one of {sorted(BN_IMPLS)}, got {bn_impl!r}")
-    return BN_IMPLS[bn_impl]
+    CPU only, resolved by `BatchNorm` when it runs; "custom": everywhere; "autodiff":
+    nowhere)."""
+    return _formulation(BN_IMPLS, bn_impl, "bn_impl")
 
 
 # `block_output` names -> whether a block stores its output (`store`): "auto" on the CPU
@@ -109,10 +116,7 @@ BLOCK_OUTPUTS = {"auto": None, "stored": True, "fused": False}
 
 def stores_block_output(block_output: str) -> bool:
     """Whether a block with this `block_output` name stores its output (`BLOCK_OUTPUTS`)."""
-    if block_output not in BLOCK_OUTPUTS:
-        raise ValueError(f"block_output must be one of {sorted(BLOCK_OUTPUTS)}, "
-                         f"got {block_output!r}")
-    stored = BLOCK_OUTPUTS[block_output]
+    stored = _formulation(BLOCK_OUTPUTS, block_output, "block_output")
     return jax.default_backend() == "cpu" if stored is None else stored
 
 
