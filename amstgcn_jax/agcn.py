@@ -112,13 +112,6 @@ def _batch_norm(name, train, dtype, scale_init=nn.initializers.ones, bn_impl="au
     )
 
 
-def _store(x_NTVC, block_output: str):
-    """`x_NTVC`, stored once on XLA:CPU where `block_output` says so: the units end in the
-    `relu(y + residual)` that XLA:CPU otherwise recomputes in every consumer (`layers.store`;
-    -6% on the NTU T=300 train step, benchmarks/README.md "Round 16")."""
-    return layers.store(x_NTVC, 1) if layers.stores_block_output(block_output) else x_NTVC
-
-
 class AdaptiveGraphConv(nn.Module):
     """Upstream `unit_gcn`: `ReLU(BN(Σ_k W_k(x (A_k + PA_k + C_k))) + down(x))`.
 
@@ -169,7 +162,9 @@ class AdaptiveGraphConv(nn.Module):
                 down_NTVC)
         else:
             down_NTVC = x_NTVC.astype(self.dtype)
-        return _store(nn.relu(y_NTVC + down_NTVC), self.block_output), attn_NKVV
+        # stored along T (`layers.store`: -6% on the NTU T=300 CPU train step, "Round 16")
+        return (layers.store_block_output(nn.relu(y_NTVC + down_NTVC), 1, self.block_output),
+                attn_NKVV)
 
 
 class AGCNBlock(nn.Module):
@@ -218,8 +213,8 @@ class AGCNBlock(nn.Module):
                                       name="residual_conv")(x_NTVC)
             res_NTVC = _batch_norm("residual_bn", train, self.dtype, bn_impl=self.bn_impl)(
                 res_NTVC)
-        return (_store(nn.relu(y_NTVC + res_NTVC), self.block_output), gcn_NTVC,
-                attn_NKVV)
+        return (layers.store_block_output(nn.relu(y_NTVC + res_NTVC), 1, self.block_output),
+                gcn_NTVC, attn_NKVV)
 
 
 # ---------------------------------------------------------------- model

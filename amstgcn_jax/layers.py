@@ -150,6 +150,12 @@ def store(x, axis: int = 0):
 store.defvjp(lambda x, axis: (_identity_gather(x, axis), None), lambda axis, _, g: (g,))
 
 
+def store_block_output(x, axis: int, block_output: str):
+    """`store(x, axis)` where `block_output` says a block stores its output
+    (`stores_block_output`), else `x`: the end of ST-GCN blocks and 2s-AGCN units."""
+    return store(x, axis) if stores_block_output(block_output) else x
+
+
 def batch_norm(train: bool, name: str, dtype: Any = jnp.float32,
                scale_init: Callable = bn_scale_init, relu: bool = False,
                bn_impl: str = "auto") -> BatchNorm:
@@ -709,10 +715,9 @@ class STGCNBlock(nn.Module):
         y = self._attend(y, "convt", self.attention_convt, train)
         if res is not None:
             y = y + res
-        y = nn.relu(y)
-        if not stores_block_output(self.block_output):
-            return y
-        return store(y, 0 if layout == "VNTC" else time_axis(layout))  # never the batch axis
+        # stored along V or T, never the batch axis
+        return store_block_output(nn.relu(y), 0 if layout == "VNTC" else time_axis(layout),
+                                  self.block_output)
 
     def _attend(self, y, where: str, entries: tuple, train: bool):
         if not entries:
