@@ -110,6 +110,23 @@ def parse_args(argv=None):
     return args
 
 
+def variant_model(cfg: dict):
+    """A variant's model, its `get_model` kwargs, and the dataset's joints and classes."""
+    from amstgcn_jax import model as model_lib
+
+    layout, v, num_classes, dropout = harness.dataset_settings(cfg["dataset"], cfg["backbone"])
+    hargs = argparse.Namespace(model=cfg["model"], backbone=cfg["backbone"],
+                               attention_impl=cfg["attention_impl"],
+                               dtype=cfg["dtype"], tcn_impl=cfg["tcn_impl"],
+                               gcn_impl=cfg["gcn_impl"],
+                               activation_layout=cfg["activation_layout"],
+                               bn_impl=cfg["bn_impl"], block_output=cfg["block_output"])
+    kwargs = harness.jax_model_kwargs(hargs, {
+        "num_classes": num_classes, "layout": layout,
+        "dropout": dropout if cfg["dropout"] is None else cfg["dropout"]})
+    return model_lib.get_model(**kwargs), kwargs, v, num_classes
+
+
 def variant_program(cfg: dict) -> dict:
     """The function a variant runs and its arguments, not yet lowered: `fn(*args)` with
     `donate` argnums (train: `train_step(state, batch, rng)`, the state donated; infer: the
@@ -118,31 +135,16 @@ def variant_program(cfg: dict) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from amstgcn_jax import model as model_lib
-
-    layout, v, num_classes, dropout = harness.DATASETS[cfg["dataset"]]
+    model, kwargs, v, num_classes = variant_model(cfg)
     rs = np.random.default_rng(0)
     x_NMTVC = jnp.asarray(rs.standard_normal(
         (cfg["batch"], cfg["persons"], cfg["frames"], v, 3)).astype(np.float32))
     label_N = jnp.asarray(rs.integers(0, num_classes, cfg["batch"]).astype(np.int32))
-    hargs = argparse.Namespace(model=cfg["model"], backbone=cfg["backbone"],
-                               attention_impl=cfg["attention_impl"],
-                               dtype=cfg["dtype"], tcn_impl=cfg["tcn_impl"],
-                               gcn_impl=cfg["gcn_impl"],
-                               activation_layout=cfg["activation_layout"],
-                               bn_impl=cfg["bn_impl"], block_output=cfg["block_output"])
-    if cfg["backbone"] == "agcn":
-        dropout = 0.0  # upstream 2s-AGCN has none (ST-GCN's is inside its blocks)
-    kwargs = harness.jax_model_kwargs(hargs, {
-        "num_classes": num_classes, "layout": layout,
-        "dropout": dropout if cfg["dropout"] is None else cfg["dropout"]})
-    model = model_lib.get_model(**kwargs)
     variables = jax.jit(lambda r: model.init({"params": r}, x_NMTVC[:1], train=False))(
         jax.random.PRNGKey(0))
     variables = harness.randomize_variables(dict(variables), 0)
     out = {"v": v, "num_classes": num_classes, "attention": kwargs["attention"],
-           "flops": (harness.agcn_forward_flops_per_clip if cfg["backbone"] == "agcn"
-                     else harness.forward_flops_per_clip)}
+           "flops": harness.forward_flops_counter(cfg["backbone"])}
     if cfg["mode"] == "infer":
         def infer(variables, x):
             return model.apply(variables, x, train=False)[0].astype(jnp.float32)

@@ -37,6 +37,15 @@ DATASETS = {  # layout, joints, classes, default dropout (upstream configs)
     "ntu": ("ntu-rgb+d", 25, 60, 0.5),
     "kinetics": ("openpose", 18, 400, 0.0),
 }
+
+
+def dataset_settings(dataset: str, backbone: str = "stgcn"):
+    """`DATASETS[dataset]` for a backbone: 2s-AGCN's default dropout is 0 (upstream has none;
+    ST-GCN's is inside its blocks)."""
+    layout, v, num_classes, dropout = DATASETS[dataset]
+    return layout, v, num_classes, 0.0 if backbone == "agcn" else dropout
+
+
 BLOCKS = ((3, 64, 1), (64, 64, 1), (64, 64, 1), (64, 64, 1), (64, 128, 2), (128, 128, 1),
           (128, 128, 1), (128, 256, 2), (256, 256, 1), (256, 256, 1))
 
@@ -217,6 +226,11 @@ def agcn_forward_flops_per_clip(v, t, m, num_classes, attention, k=3, ks=9):
         macs += _attention_macs(attention.get(i, ()), cout, t_in, t_out, v)
         t_in, cin = t_out, cout
     return 2 * (macs * m + 256 * num_classes)
+
+
+def forward_flops_counter(backbone: str):
+    """The analytic forward FLOP count per clip of a backbone ("stgcn" | "agcn")."""
+    return agcn_forward_flops_per_clip if backbone == "agcn" else forward_flops_per_clip
 
 
 # --------------------------------------------------------------------------------------------
@@ -492,10 +506,12 @@ def build_torch(args, cfg, state_np, attention):
             torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cudnn.benchmark = True
     if getattr(args, "backbone", "stgcn") == "agcn":
+        from amstgcn_jax import graph
         from benchmarks import torch_agcn
 
-        state_np = dict(state_np)
-        model = torch_agcn.AGCN(state_np.pop("A"), num_classes=cfg["num_classes"],
+        # 2s-AGCN's graph is not in its state_dict: the baseline builds it, as upstream does
+        adj_KVV = graph.build_adjacency(graph.get_layout(cfg["layout"]), strategy="agcn")
+        model = torch_agcn.AGCN(adj_KVV, num_classes=cfg["num_classes"],
                                 num_person=args.persons)
     else:
         model = torch_stgcn.STGCN(state_np["A"], num_classes=cfg["num_classes"],
@@ -547,10 +563,8 @@ def main(argv=None):
     import jax
     import numpy as np
 
-    layout, v, num_classes, dropout = DATASETS[args.dataset]
+    layout, v, num_classes, dropout = dataset_settings(args.dataset, args.backbone)
     agcn = args.backbone == "agcn"
-    if agcn:
-        dropout = 0.0  # upstream 2s-AGCN has none (ST-GCN's default is inside its blocks)
     rs = np.random.default_rng(args.seed)
     cfg = {
         "layout": layout, "num_classes": num_classes,
@@ -585,11 +599,10 @@ def main(argv=None):
 
     tc = None
     if not args.skip_torch:
-        from amstgcn_jax import agcn_convert, convert, graph
+        from amstgcn_jax import agcn_convert, convert
 
-        if agcn:  # 2s-AGCN's graph is not in its state_dict: the baseline builds it too
+        if agcn:
             state_np = agcn_convert.flax_to_torch(jax.device_get(jx["variables"]))
-            state_np["A"] = graph.build_adjacency(graph.get_layout(layout), strategy="agcn")
         else:
             state_np = convert.flax_to_torch(jax.device_get(jx["variables"]),
                                              {"layout": layout, "strategy": "spatial"})
@@ -635,9 +648,8 @@ def main(argv=None):
             f["res"][phase] = summarize([s / n_chunk for s in times[name]], args.batch)
 
     def fwd_flops(placements):
-        count = agcn_forward_flops_per_clip if agcn else forward_flops_per_clip
-        return count(v, args.frames, args.persons, num_classes,
-                     attention_blocks(placements, strict=False))
+        return forward_flops_counter(args.backbone)(
+            v, args.frames, args.persons, num_classes, attention_blocks(placements, strict=False))
 
     out["model_gflop_fwd_per_clip"] = fwd_flops(placements) / 1e9
     out["model_gflop_train_per_clip"] = 3 * fwd_flops(placements) / 1e9

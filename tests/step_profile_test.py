@@ -95,24 +95,16 @@ def test_agcn_backbone_and_its_model_flop_count():
     """`backbone=agcn` builds 2s-AGCN, and `agcn_forward_flops_per_clip` counts exactly the
     multiply-adds of its eval forward's GEMMs (temporal convs as one GEMM each), a ConvT
     non-local block included. (Traced on shapes only: nothing is compiled.)"""
-    import argparse
-
     import numpy as np
 
     from amstgcn_jax.agcn import AGCN
-    from amstgcn_jax.model import get_model
 
     cfg = step_profile.typed(step_profile.parse_spec(
         "backbone=agcn,model=convt_l2x1,dataset=kinetics,batch=1,frames=12,dtype=float32,"
         "persons=2,mode=infer,tcn_impl=matmul"))
     harness = step_profile.harness
-    layout, v, num_classes, _ = harness.DATASETS[cfg["dataset"]]
-    hargs = argparse.Namespace(**{k: cfg[k] for k in (
-        "model", "backbone", "attention_impl", "dtype", "tcn_impl", "bn_impl", "block_output")})
-    kwargs = harness.jax_model_kwargs(hargs, {"num_classes": num_classes, "layout": layout,
-                                              "dropout": 0.0})
-    model = get_model(**kwargs)
-    assert isinstance(model, AGCN) and model.tcn_impl == "matmul"
+    model, kwargs, v, num_classes = step_profile.variant_model(cfg)
+    assert isinstance(model, AGCN) and model.tcn_impl == "matmul" and model.dropout == 0.0
     x = jax.ShapeDtypeStruct((1, 2, 12, v, 3), np.float32)
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
     jaxpr = jax.make_jaxpr(lambda var, x: model.apply(var, x, train=False)[0])(variables, x)
