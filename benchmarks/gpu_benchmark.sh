@@ -14,7 +14,8 @@
 # NTU_FLAGS / KIN_FLAGS add harness flags to the JAX side of the NTU / Kinetics runs; with
 # TUNED=OUT/prof/results.json (from gpu_tuning.sh) they default to the fastest ntu_* / kin_*
 # variant's formulation flags (benchmarks/pick_variant.py), so the JAX-vs-PyTorch figures are
-# those of the best formulation the sweep found, named in the log.
+# those of the best formulation the sweep found, named in the log. STEPS picks and orders the
+# steps (names below; default all), e.g. STEPS="ntu_stgcn_bf16 train_epoch".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-./gpu_results}}
@@ -68,30 +69,48 @@ run() {
   return $rc
 }
 
+# Each step below is a function; STEPS (names, space-separated) picks which run and in what
+# order (default: all, in this order), so a device call can lead with what it most needs.
 # 1. ST-GCN, NTU, bf16: the headline training throughput (target >= 2,000 clips/s on an H100).
-run ntu_stgcn_bf16 70 150 --model stgcn --dataset ntu --frames "$NTU_T" --batch "$NTU_BATCH" \
-    --dtype bfloat16 $NTU_FLAGS
+ntu_stgcn_bf16() {
+  run ntu_stgcn_bf16 70 150 --model stgcn --dataset ntu --frames "$NTU_T" --batch "$NTU_BATCH" \
+      --dtype bfloat16 $NTU_FLAGS
+}
 # 2. AM-STGCN default (non-local x3 after ConvT of layer 3), NTU, bf16; the automatic attention
 #    implementation is cuDNN flash attention there (amstgcn_jax.attention._auto_impl).
-run ntu_amstgcn_bf16 80 150 --model am_stgcn --dataset ntu --frames "$NTU_T" \
-    --batch "$NTU_BATCH" --dtype bfloat16 $NTU_FLAGS
+ntu_amstgcn_bf16() {
+  run ntu_amstgcn_bf16 80 150 --model am_stgcn --dataset ntu --frames "$NTU_T" \
+      --batch "$NTU_BATCH" --dtype bfloat16 $NTU_FLAGS
+}
 # 3. Kinetics training crop, bf16: the epoch-time estimate (240,000 clips).
-run kinetics_stgcn_bf16 55 120 --model stgcn --dataset kinetics --frames "$KIN_T" \
-    --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer $KIN_FLAGS
+kinetics_stgcn_bf16() {
+  run kinetics_stgcn_bf16 55 120 --model stgcn --dataset kinetics --frames "$KIN_T" \
+      --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer $KIN_FLAGS
+}
 # 4. Kinetics AM-STGCN default and the ConvS placement (paper Table 8), JAX only.
-run kinetics_amstgcn_bf16 40 100 --model am_stgcn --dataset kinetics \
-    --frames "$KIN_T" --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer --skip-torch
-run kinetics_convs_l3x3_bf16 35 90 --model convs_l3x3 \
-    --dataset kinetics --frames "$KIN_T" --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer \
-    --skip-torch
+kinetics_amstgcn_bf16() {
+  run kinetics_amstgcn_bf16 40 100 --model am_stgcn --dataset kinetics \
+      --frames "$KIN_T" --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer --skip-torch
+}
+kinetics_convs_l3x3_bf16() {
+  run kinetics_convs_l3x3_bf16 35 90 --model convs_l3x3 \
+      --dataset kinetics --frames "$KIN_T" --batch "$KIN_BATCH" --dtype bfloat16 --skip-infer \
+      --skip-torch
+}
 # 5. float32 (TF32 matmuls/convs pinned on both sides), NTU.
-run ntu_stgcn_fp32 60 120 --model stgcn --dataset ntu --frames "$NTU_T" --batch "$FP32_BATCH" \
-    --dtype float32 --precision tf32
+ntu_stgcn_fp32() {
+  run ntu_stgcn_fp32 60 120 --model stgcn --dataset ntu --frames "$NTU_T" \
+      --batch "$FP32_BATCH" --dtype float32 --precision tf32
+}
 # 6. train.py end to end on a built TFDS dataset (decode, the Kinetics transforms, grain workers,
 #    host-to-device copies, the step): the Kinetics epoch the issue asks for, projected from
 #    EPOCH_STEPS steps after the first logged interval (benchmarks/epoch_benchmark.py).
-left=$(( BUDGET_S - ($(date +%s) - START) ))
-if (( left >= ${EPOCH_EST_S:-150} )); then
+train_epoch() {
+  local left=$(( BUDGET_S - ($(date +%s) - START) ))
+  if (( left < ${EPOCH_EST_S:-150} )); then
+    echo "== SKIP train_epoch (needs ~${EPOCH_EST_S:-150}s, ${left}s left)" | tee -a "$LOG"
+    return 1
+  fi
   echo "== RUN train_epoch (timeout ${left}s)" | tee -a "$LOG"
   timeout "$left" $PY benchmarks/epoch_benchmark.py \
       --config "${EPOCH_CONFIG:-configs/kinetics.py:variant=stgcn,bf16}" \
@@ -100,13 +119,14 @@ if (( left >= ${EPOCH_EST_S:-150} )); then
       ${EPOCH_ARGS:-} --out "$OUT_DIR/epoch_results.jsonl" >>"$LOG" 2>&1
   echo "== END train_epoch rc=$?" | tee -a "$LOG"
   grep -E '^(wrote|num_workers=)' "$LOG" | tail -n 4 | sed 's/^/   /'
-else
-  echo "== SKIP train_epoch (needs ~${EPOCH_EST_S:-150}s, ${left}s left)" | tee -a "$LOG"
-fi
+}
 # 7. The host's input pipeline (CPU only): can its cores feed the steps above? Each config's own
 #    train transforms with 0 and PIPE_WORKERS grain workers (README "Input pipeline").
-left=$(( BUDGET_S - ($(date +%s) - START) ))
-if (( left >= 45 )); then
+host_pipeline() {
+  local left=$(( BUDGET_S - ($(date +%s) - START) ))
+  if (( left < 45 )); then
+    echo "== SKIP host_pipeline (needs ~45s, ${left}s left)" | tee -a "$LOG"; return 1
+  fi
   echo "== RUN host_pipeline (timeout ${left}s)" | tee -a "$LOG"
   timeout "$left" $PY benchmarks/pipeline_benchmark.py --workers "0,${PIPE_WORKERS:-4,8}" \
       --batches "${PIPE_BATCHES:-20}" --config configs/kinetics.py --config configs/ntu60.py:xsub \
@@ -114,7 +134,15 @@ if (( left >= 45 )); then
       >>"$LOG" 2>&1
   echo "== END host_pipeline rc=$?" | tee -a "$LOG"
   grep -E '^(configs/|  workers=)' "$LOG" | tail -n 12 | sed 's/^/   /'
-else
-  echo "== SKIP host_pipeline (needs ~45s, ${left}s left)" | tee -a "$LOG"
-fi
+}
+ALL_STEPS="ntu_stgcn_bf16 ntu_amstgcn_bf16 kinetics_stgcn_bf16 kinetics_amstgcn_bf16
+  kinetics_convs_l3x3_bf16 ntu_stgcn_fp32 train_epoch host_pipeline"
+for step in ${STEPS:-$ALL_STEPS}; do  # all names checked before any step runs
+  if [[ " $(echo $ALL_STEPS) " != *" $step "* ]]; then
+    echo "== unknown step '$step'; steps: $(echo $ALL_STEPS)" | tee -a "$LOG"; exit 2
+  fi
+done
+for step in ${STEPS:-$ALL_STEPS}; do
+  "$step"
+done
 echo "== done in $(( $(date +%s) - START ))s; results: $JSONL" | tee -a "$LOG"

@@ -4,12 +4,12 @@
 # Writes OUT_DIR/prof/{results.json,profile_*.txt}. Sweep 2 (graph-conv form per block,
 # attention) is this script at commit 401331d; sweep 4 (sparse graph conv and per-block
 # layouts on the GPU) ran at 1df5153 and 2229e5d (benchmarks/README.md "GPU tuning"), and made
-# 'auto' = Kronecker up to V·C = 4608, sparse beyond. This version leads with what a rerun
-# should check: the current default against the previous one (256-channel NTU blocks factored
-# on NTVC), Kinetics, AM-STGCN and batch 256; then the sparse forms on more blocks, which lost
-# in sweep 4 but were measured with a slower V-major temporal conv than the current one.
-# Round 9 added the BatchNorm with the written-out backward (the CPU default since round 7,
-# unmeasured on a GPU) for ST-GCN and AM-STGCN, each right after its default.
+# 'auto' = Kronecker up to V·C = 4608, sparse beyond. This version (round 17) leads with the
+# CPU rounds' formulations never measured on a GPU: each block's output stored once (round 15),
+# alone and with the BatchNorm's written-out backward (round 7); then AM-STGCN on the current
+# default (unmeasured since the sparse 256-channel blocks became it) and Kinetics. The variants
+# after `ntu_b256` (the previous default, the sparse forms on more blocks) lost in sweep 4 and
+# run only when the budget allows.
 #
 #   bash benchmarks/gpu_tuning.sh [OUT_DIR]       # ~3-4 minutes on an H100
 #
@@ -27,13 +27,16 @@ ${PYTHON:-python3} benchmarks/step_profile.py --device "${DEVICE:-gpu}" --out "$
   --budget-s "${BUDGET_S:-210}" --iters "${ITERS:-4}" --chunk "${CHUNK:-5}" \
   --common "${COMMON:-dataset=ntu,frames=300,batch=128,dtype=bfloat16}" \
   --variant "ntu_auto" \
-  --variant "ntu_bn_custom:bn_impl=custom" \
   --variant "ntu_stored:block_output=stored" \
-  --variant "ntu_factored256:activation_layout=NTVC" \
-  --variant "kin_auto:$KIN" \
+  --variant "ntu_bn_custom:bn_impl=custom" \
+  --variant "ntu_stored_bn_custom:block_output=stored,bn_impl=custom" \
   --variant "ntu_am:model=am_stgcn" \
-  --variant "ntu_am_bn_custom:model=am_stgcn,bn_impl=custom" \
+  --variant "kin_auto:$KIN" \
+  --variant "kin_stored:$KIN,block_output=stored" \
+  --variant "ntu_am_stored:model=am_stgcn,block_output=stored" \
   --variant "ntu_b256:${BIG:-batch=256}" \
+  --variant "ntu_factored256:activation_layout=NTVC" \
+  --variant "ntu_am_bn_custom:model=am_stgcn,bn_impl=custom" \
   --variant "ntu_kron4_sparse6:activation_layout=per_block,gcn_impl=$KRON4_SPARSE6" \
   --variant "kin_kron7_sparse3:$KIN,activation_layout=per_block,gcn_impl=$KRON7_SPARSE3" \
   --variant "ntu_sparse:activation_layout=VNTC,gcn_impl=sparse" \

@@ -53,3 +53,14 @@ def test_tuning_sweep_feeds_the_benchmark_on_cpu(tmp_path):
     epoch = json.loads((tmp_path / "bench" / "epoch_results.jsonl").read_text())
     assert epoch["batch_size"] == 8 and epoch["runs"][0]["clips_per_s"] > 0
     assert rows[0]["source"]["commit"] is None or len(rows[0]["source"]["commit"]) == 40
+
+
+def test_benchmark_steps_are_chosen_by_name(tmp_path):
+    """STEPS names the steps a call runs, in order; a misspelt one stops the script before any
+    step runs, with the list of known names, instead of skipping silently."""
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_benchmark.sh"), str(tmp_path)],
+                          env=os.environ | TINY | {"STEPS": "ntu_stgcn_bf16 epoch"},
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "unknown step 'epoch'" in proc.stdout and "train_epoch host_pipeline" in proc.stdout
+    assert "== RUN" not in (tmp_path / "gpu_log.txt").read_text()
