@@ -35,6 +35,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from amstgcn_jax import graph, layers
 from amstgcn_jax.layers import make_attention
@@ -71,12 +72,15 @@ class SubsetConv(nn.Module):
 
     Params: `kernel[k] = weight_k[:, :, 0, 0].T` `(K, C_in, C_out)`, `bias` `(K, C_out)`.
     `reduce=True` applies conv k to input slice k and sums over k (upstream
-    `y = Σ_k conv_d[k](z_k)`), as one matmul over (K, C).
+    `y = Σ_k conv_d[k](z_k)`), as one matmul over (K, C). `per_subset=True` returns
+    `([x @ kernel[k] for k], bias_KO)` for channels-last `x` of any layout, leaving the bias to
+    the caller (the NVTC unit adds conv_d's after its aggregation, where upstream has it).
     """
 
     num_subsets: int
     features: int
     reduce: bool = False
+    per_subset: bool = False
     kernel_init: Any = None
     dtype: Any = jnp.float32
 
@@ -92,6 +96,8 @@ class SubsetConv(nn.Module):
         kernel_KIO = kernel_KIO.astype(self.dtype)
         bias_KO = bias_KO.astype(self.dtype)
         x = x.astype(self.dtype)
+        if self.per_subset:
+            return [jnp.dot(x, kernel_KIO[k]) for k in range(self.num_subsets)], bias_KO
         if self.reduce:  # x_NTVKC -> x_NTVO
             bias_O = bias_KO.sum(0)
             return jnp.einsum("ntvkc,kco->ntvo", x, kernel_KIO) + bias_O[None, None, None]
@@ -115,55 +121,86 @@ def _batch_norm(name, train, dtype, scale_init=nn.initializers.ones, bn_impl="au
 class AdaptiveGraphConv(nn.Module):
     """Upstream `unit_gcn`: `ReLU(BN(Σ_k W_k(x (A_k + PA_k + C_k))) + down(x))`.
 
-    Returns `(y_NTVC, attn_NKVV)` where `attn[n, k, v, w]` is `C_k` (columns sum to 1 over v).
+    Returns `(y, attn_NKVV)` where `attn[n, k, v, w]` is `C_k` (columns sum to 1 over v) and
+    `y` is in the input's `layout`: `x_NTVC`, or `x_NVTC` (the CPU's, `AGCN.activation_layout`).
+    On NVTC each sample's V axis leads its rows, so every product is a plain GEMM on the
+    stored order: per subset, `x @ W_k` (conv_d before the aggregation: the same sum, since
+    `W_k` acts on channels and the graph on joints; its bias is added after, as upstream),
+    then one GEMM per sample `graph_k^T (V, V) @ (V, T·C)`. On NTVC the aggregation einsum
+    makes XLA transpose the activations around it (block 1 of NTU T=300, batch 4, CPU
+    forward+backward: 220-235 against 266-286 ms, benchmarks/README.md "Round 17").
     """
 
     features: int
     num_subsets: int = NUM_SUBSETS
     bn_impl: str = "auto"
     block_output: str = "auto"
+    layout: str = "NTVC"  # | "NVTC"
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x_NTVC, adj_KVV, train: bool):
-        _, num_frames, num_nodes, in_features = x_NTVC.shape
+    def __call__(self, x, adj_KVV, train: bool):
+        if self.layout == "NTVC":
+            _, num_frames, num_nodes, in_features = x.shape
+        elif self.layout == "NVTC":
+            _, num_nodes, num_frames, in_features = x.shape
+        else:
+            raise ValueError(f"AdaptiveGraphConv: layout must be 'NTVC' or 'NVTC', "
+                             f"got {self.layout!r}")
         embed = self.features // EMBED_RATIO
         pa_KVV = self.param(
             "PA", nn.initializers.constant(1e-6), (self.num_subsets, num_nodes, num_nodes)
         )
         graph_KVV = jnp.asarray(adj_KVV, jnp.float32) + pa_KVV
-
-        theta_NTVKE = SubsetConv(self.num_subsets, embed, dtype=self.dtype, name="conv_a")(x_NTVC)
-        phi_NTVKE = SubsetConv(self.num_subsets, embed, dtype=self.dtype, name="conv_b")(x_NTVC)
-        # Mean over all C_e*T products (upstream divides by A1.size(-1) = C_e*T); float32 logits.
-        logits_NKVV = jnp.einsum(
-            "ntvke,ntwke->nkvw", theta_NTVKE, phi_NTVKE, preferred_element_type=jnp.float32
-        ) / (embed * num_frames)
-        attn_NKVV = jax.nn.softmax(logits_NKVV, axis=-2)  # nn.Softmax(-2): over source joints
-        graph_NKVV = (attn_NKVV + graph_KVV[None]).astype(self.dtype)
-        z_NTVKC = jnp.einsum("ntvc,nkvw->ntwkc", x_NTVC.astype(self.dtype), graph_NKVV)
-
         # conv_branch_init: N(0, sqrt(2 / (out * in * K))), applied after the aggregation
         d_std = math.sqrt(2.0 / (self.features * in_features * self.num_subsets))
-        y_NTVC = SubsetConv(
-            self.num_subsets,
-            self.features,
-            reduce=True,
-            kernel_init=nn.initializers.normal(d_std),
-            dtype=self.dtype,
-            name="conv_d",
-        )(z_NTVKC)
-        y_NTVC = _batch_norm("bn", train, self.dtype, nn.initializers.constant(1e-6),
-                             self.bn_impl)(y_NTVC)
-        if in_features != self.features:
-            down_NTVC = layers.Conv1x1(self.features, kernel_init=_conv_fan_out_init(),
-                                       dtype=self.dtype, name="down_conv")(x_NTVC)
-            down_NTVC = _batch_norm("down_bn", train, self.dtype, bn_impl=self.bn_impl)(
-                down_NTVC)
+        conv_d = dict(kernel_init=nn.initializers.normal(d_std), dtype=self.dtype, name="conv_d")
+        # Mean over all C_e*T products (upstream divides by A1.size(-1) = C_e*T); float32 logits.
+        scale = 1.0 / (embed * num_frames)
+
+        if self.layout == "NTVC":
+            theta_NTVKE = SubsetConv(self.num_subsets, embed, dtype=self.dtype,
+                                     name="conv_a")(x)
+            phi_NTVKE = SubsetConv(self.num_subsets, embed, dtype=self.dtype, name="conv_b")(x)
+            logits_NKVV = jnp.einsum(
+                "ntvke,ntwke->nkvw", theta_NTVKE, phi_NTVKE, preferred_element_type=jnp.float32
+            ) * scale
+            attn_NKVV = jax.nn.softmax(logits_NKVV, axis=-2)  # nn.Softmax(-2): source joints
+            graph_NKVV = (attn_NKVV + graph_KVV[None]).astype(self.dtype)
+            z_NTVKC = jnp.einsum("ntvc,nkvw->ntwkc", x.astype(self.dtype), graph_NKVV)
+            y = SubsetConv(self.num_subsets, self.features, reduce=True, **conv_d)(z_NTVKC)
         else:
-            down_NTVC = x_NTVC.astype(self.dtype)
+            n = x.shape[0]
+            rows = dict(dimension_numbers=(((2,), (2,)), ((0,), (0,))),
+                        preferred_element_type=jnp.float32)  # (n, V, F) x (n, V, F) -> (n, V, V)
+            theta_K, theta_b = SubsetConv(self.num_subsets, embed, per_subset=True,
+                                          dtype=self.dtype, name="conv_a")(x)
+            phi_K, phi_b = SubsetConv(self.num_subsets, embed, per_subset=True,
+                                      dtype=self.dtype, name="conv_b")(x)
+            logits_NKVV = jnp.stack([
+                lax.dot_general((theta_K[k] + theta_b[k][None, None, None]).reshape(n, num_nodes, -1),
+                                (phi_K[k] + phi_b[k][None, None, None]).reshape(n, num_nodes, -1),
+                                **rows)
+                for k in range(self.num_subsets)], axis=1) * scale
+            attn_NKVV = jax.nn.softmax(logits_NKVV, axis=-2)  # nn.Softmax(-2): source joints
+            graph_NKVV = (attn_NKVV + graph_KVV[None]).astype(self.dtype)
+            d_K, d_b = SubsetConv(self.num_subsets, self.features, per_subset=True, **conv_d)(x)
+            # y[n, w] = Σ_k Σ_v graph[n, k, v, w] · (x W_k)[n, v]: contract V, batch n
+            y = sum(lax.dot_general(graph_NKVV[:, k], d_K[k].reshape(n, num_nodes, -1),
+                                    (((1,), (1,)), ((0,), (0,))))
+                    for k in range(self.num_subsets))
+            y = (y.reshape(n, num_nodes, num_frames, self.features)
+                 + d_b.sum(0)[None, None, None])
+        y = _batch_norm("bn", train, self.dtype, nn.initializers.constant(1e-6), self.bn_impl)(y)
+        if in_features != self.features:
+            down = layers.Conv1x1(self.features, kernel_init=_conv_fan_out_init(),
+                                  dtype=self.dtype, name="down_conv")(x)
+            down = _batch_norm("down_bn", train, self.dtype, bn_impl=self.bn_impl)(down)
+        else:
+            down = x.astype(self.dtype)
         # stored along T (`layers.store`: -6% on the NTU T=300 CPU train step, "Round 16")
-        return (layers.store_block_output(nn.relu(y_NTVC + down_NTVC), 1, self.block_output),
+        return (layers.store_block_output(nn.relu(y + down), layers.time_axis(self.layout),
+                                          self.block_output),
                 attn_NKVV)
 
 
@@ -173,7 +210,8 @@ class AGCNBlock(nn.Module):
     `attention_convs` / `attention_convt`: `(kind, options)` pairs applied in order after the
     graph conv unit (ConvS, on its ReLU output) / after the temporal unit (ConvT: conv + BN, right
     before the residual sum), placed and named (`attn_convs{j}`, `attn_convt{j}`) exactly as in
-    `layers.STGCNBlock`.
+    `layers.STGCNBlock`. Activations are `x_NTVC`, or `x_NVTC` with `layout="NVTC"` (no
+    attention blocks there).
     """
 
     features: int
@@ -184,37 +222,40 @@ class AGCNBlock(nn.Module):
     tcn_impl: str = "auto"  # `layers.TemporalConv.impl`
     bn_impl: str = "auto"  # `layers.BN_IMPLS`
     block_output: str = "auto"  # `layers.BLOCK_OUTPUTS`
+    layout: str = "NTVC"  # | "NVTC" (`AdaptiveGraphConv`)
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x_NTVC, adj_KVV, train: bool):
-        in_features = x_NTVC.shape[-1]
-        gcn_NTVC, attn_NKVV = AdaptiveGraphConv(
+    def __call__(self, x, adj_KVV, train: bool):
+        if self.layout != "NTVC" and (self.attention_convs or self.attention_convt):
+            raise ValueError(f"AGCNBlock: attention blocks run on NTVC activations, got layout "
+                             f"{self.layout!r}")
+        in_features = x.shape[-1]
+        t_axis = layers.time_axis(self.layout)
+        gcn, attn_NKVV = AdaptiveGraphConv(
             self.features, bn_impl=self.bn_impl, block_output=self.block_output,
-            dtype=self.dtype, name="gcn")(x_NTVC, adj_KVV, train)
-        y_NTVC = gcn_NTVC
+            layout=self.layout, dtype=self.dtype, name="gcn")(x, adj_KVV, train)
+        y = gcn
         for j, (kind, options) in enumerate(self.attention_convs):
-            y_NTVC = make_attention(kind, "convs", j, dict(options), self.dtype)(y_NTVC, train)
+            y = make_attention(kind, "convs", j, dict(options), self.dtype)(y, train)
         # upstream Conv2d((9, 1), padding (4, 0), stride (s, 1)): same variables as nn.Conv,
         # formulated per backend (on CPU training as FFTs)
-        y_NTVC = layers.TemporalConv(
-            self.features, 9, self.stride, self.tcn_impl, self.dtype,
-            kernel_init=_conv_fan_out_init(), name="tcn_conv")(y_NTVC, train)
-        y_NTVC = _batch_norm("tcn_bn", train, self.dtype, bn_impl=self.bn_impl)(y_NTVC)
+        y = layers.TemporalConv(
+            self.features, 9, self.stride, self.tcn_impl, self.dtype, layout=self.layout,
+            kernel_init=_conv_fan_out_init(), name="tcn_conv")(y, train)
+        y = _batch_norm("tcn_bn", train, self.dtype, bn_impl=self.bn_impl)(y)
         for j, (kind, options) in enumerate(self.attention_convt):
-            y_NTVC = make_attention(kind, "convt", j, dict(options), self.dtype)(y_NTVC, train)
+            y = make_attention(kind, "convt", j, dict(options), self.dtype)(y, train)
         if not self.residual:
-            res_NTVC = 0.0
+            res = 0.0
         elif in_features == self.features and self.stride == 1:
-            res_NTVC = x_NTVC.astype(self.dtype)
+            res = x.astype(self.dtype)
         else:
-            res_NTVC = layers.Conv1x1(self.features, self.stride,
-                                      kernel_init=_conv_fan_out_init(), dtype=self.dtype,
-                                      name="residual_conv")(x_NTVC)
-            res_NTVC = _batch_norm("residual_bn", train, self.dtype, bn_impl=self.bn_impl)(
-                res_NTVC)
-        return (layers.store_block_output(nn.relu(y_NTVC + res_NTVC), 1, self.block_output),
-                gcn_NTVC, attn_NKVV)
+            res = layers.Conv1x1(self.features, self.stride, kernel_init=_conv_fan_out_init(),
+                                 dtype=self.dtype, time_axis=t_axis, name="residual_conv")(x)
+            res = _batch_norm("residual_bn", train, self.dtype, bn_impl=self.bn_impl)(res)
+        return (layers.store_block_output(nn.relu(y + res), t_axis, self.block_output),
+                gcn, attn_NKVV)
 
 
 # ---------------------------------------------------------------- model
@@ -262,10 +303,13 @@ class AGCN(nn.Module):
     layer_indexing: str = "paper"
     blocks: Sequence[tuple[int, int, bool]] = AGCN_BLOCKS  # (width, stride, residual)
     # Execution formulations, as in model.AMSTGCN (same values and variables; "auto" picks
-    # per backend): the temporal convs, the BatchNorms' training backward, stored outputs.
+    # per backend): the temporal convs, the BatchNorms' training backward, stored outputs, and
+    # the blocks' activation layout: "NVTC" (`AdaptiveGraphConv`; "auto" on CPU without
+    # attention blocks) or "NTVC" (elsewhere; the attention blocks' layout).
     tcn_impl: str = "auto"
     bn_impl: str = "auto"
     block_output: str = "auto"
+    activation_layout: str = "auto"
     dtype: Any = "float32"
 
     @nn.compact
@@ -288,6 +332,17 @@ class AGCN(nn.Module):
                 f"{self.layout!r} (V={adj_KVV.shape[-1]}) and in_channels={self.in_channels}"
             )
         placements = _attention_by_block(self.attention, self.layer_indexing, len(self.blocks))
+        layout = self.activation_layout
+        if layout == "auto":
+            attended = any(s or t for s, t in placements)
+            layout = "NVTC" if jax.default_backend() == "cpu" and not attended else "NTVC"
+        if layout not in ("NTVC", "NVTC"):
+            raise ValueError(f"AGCN: activation_layout must be 'auto', 'NTVC' or 'NVTC', got "
+                             f"{self.activation_layout!r}")
+
+        def to_ntvc(y):  # the features in `out` are NTVC whatever the blocks ran on
+            return y if layout == "NTVC" else jnp.transpose(y, (0, 2, 1, 3))
+
         out = {}
 
         # BatchNorm1d over M*V*C channels indexed m*V*C + v*C + c (one set per person slot)
@@ -298,11 +353,11 @@ class AGCN(nn.Module):
         x_NTVC = x_NMTVC.reshape(n * m, t, v, c)
         out["data_bn_out"] = x_NTVC
 
-        x_NTVC = x_NTVC.astype(dtype)
+        x = to_ntvc(x_NTVC.astype(dtype))  # NTVC <-> NVTC: the same swap both ways
         for i, ((features, stride, residual), (att_s, att_t)) in enumerate(
             zip(self.blocks, placements)
         ):
-            x_NTVC, gcn_NTVC, attn_NKVV = AGCNBlock(
+            x, gcn, attn_NKVV = AGCNBlock(
                 features,
                 stride,
                 residual,
@@ -311,13 +366,15 @@ class AGCN(nn.Module):
                 tcn_impl=self.tcn_impl,
                 bn_impl=self.bn_impl,
                 block_output=self.block_output,
+                layout=layout,
                 dtype=dtype,
                 name=f"block{i}",
-            )(x_NTVC, adj_KVV, train)
-            out[f"block{i}_gcn"] = gcn_NTVC
+            )(x, adj_KVV, train)
+            out[f"block{i}_gcn"] = to_ntvc(gcn)
             out[f"block{i}_attn"] = attn_NKVV
-            out[f"block{i}"] = x_NTVC
+            out[f"block{i}"] = to_ntvc(x)
 
+        x_NTVC = out[f"block{len(self.blocks) - 1}"]
         out["feature"] = x_NTVC.reshape(n, m, *x_NTVC.shape[1:])
         # mean over (T, V), then over the M person slots (absent persons included, as upstream)
         pooled_NC = jnp.mean(out["feature"].astype(jnp.float32), axis=(2, 3)).mean(axis=1)

@@ -54,7 +54,10 @@ from jax import lax
 
 from amstgcn_jax import graph_sparse
 
-LAYOUTS = ("NTVC", "VNTC")  # activation layouts; T is axis 1 resp. 2, C is always last
+LAYOUTS = ("NTVC", "VNTC")  # ST-GCN's activation layouts; T is axis 1 resp. 2, C always last
+# The T axis of every activation layout a layer here accepts: ST-GCN's, and NVTC, 2s-AGCN's on
+# CPU (amstgcn_jax.agcn), where each sample's V axis leads its adaptive-graph GEMMs.
+TIME_AXES = {"NTVC": 1, "VNTC": 2, "NVTC": 2}
 BN_EPSILON = 1e-5  # PyTorch default
 BN_MOMENTUM = 0.9  # = 1 - PyTorch momentum 0.1
 conv_init = nn.initializers.normal(stddev=0.02)  # st-gcn processor/recognition.py weights_init
@@ -71,8 +74,8 @@ def check_layout(layout: str, owner: str) -> str:
 
 
 def time_axis(layout: str) -> int:
-    """The T axis of activations in `layout`."""
-    return LAYOUTS.index(layout) + 1
+    """The T axis of activations in `layout` (`TIME_AXES`)."""
+    return TIME_AXES[layout]
 
 
 def to_ntvc(x, layout: str):
@@ -289,7 +292,7 @@ def pointwise(features: int, name: str, dtype: Any = jnp.float32) -> nn.Dense:
 class Conv1x1(nn.Module):
     """A 1×1 `nn.Conv` over `x_NTVC`: the same variables (`kernel (1, 1, I, O)`, `bias (O)`, the
     same initialisers), applied as a GEMM over channels; `stride` subsamples T first (a strided
-    1×1 conv reads only those frames).
+    1×1 conv reads only those frames), T being axis `time_axis` (2 for `x_NVTC`).
 
     Why not `nn.Conv`: XLA:CPU runs a 1×1 conv's kernel gradient as a convolution, at ~2 GFLOP/s
     (110 ms per non-local block per NTU T=300 train step, benchmarks/README.md "Round 16").
@@ -299,17 +302,17 @@ class Conv1x1(nn.Module):
     stride: int = 1
     kernel_init: Callable = nn.linear.default_kernel_init
     dtype: Any = jnp.float32
+    time_axis: int = 1
 
     @nn.compact
-    def __call__(self, x_NTVC):
-        c_in = x_NTVC.shape[-1]
+    def __call__(self, x):
+        c_in = x.shape[-1]
         kernel = self.param("kernel", self.kernel_init, (1, 1, c_in, self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         if self.stride > 1:
-            x_NTVC = x_NTVC[:, ::self.stride]
-        y_NTVC = jnp.dot(x_NTVC.astype(self.dtype),
-                         kernel.reshape(c_in, self.features).astype(self.dtype))
-        return y_NTVC + bias.astype(self.dtype)[None, None, None]
+            x = lax.slice_in_dim(x, 0, None, stride=self.stride, axis=self.time_axis)
+        y = jnp.dot(x.astype(self.dtype), kernel.reshape(c_in, self.features).astype(self.dtype))
+        return y + bias.astype(self.dtype).reshape((1,) * (y.ndim - 1) + (-1,))
 
 
 class GraphConv(nn.Module):
@@ -409,7 +412,8 @@ class TemporalConv(nn.Module):
     """(kernel_size × 1) conv over time with explicit symmetric zero padding and a stride.
 
     Params `kernel (kernel_size, 1, Cin, Cout)` (HWIO), `bias (Cout)`; upstream `tcn.2`. Input
-    and output are `x_NTVC`, or `x_VNTC` with `layout="VNTC"`.
+    and output are `x_NTVC`, or `x_VNTC` / `x_NVTC` with `layout="VNTC"` / `"NVTC"` (the
+    formulations see only the T axis and the channels).
     """
 
     features: int
@@ -425,7 +429,9 @@ class TemporalConv(nn.Module):
         ks, s = self.kernel_size, self.stride
         if ks % 2 != 1:
             raise ValueError(f"TemporalConv: kernel_size must be odd, got {ks}")
-        check_layout(self.layout, "TemporalConv")
+        if self.layout not in TIME_AXES:
+            raise ValueError(f"TemporalConv: unknown layout {self.layout!r} "
+                             f"({' | '.join(TIME_AXES)})")
         c_in = x.shape[-1]
         kernel = self.param("kernel", self.kernel_init, (ks, 1, c_in, self.features),
                             jnp.float32)

@@ -14,8 +14,8 @@ optimized HLO. This is the tool behind the GPU tuning notes in benchmarks/README
 Variant keys: model (stgcn | am_stgcn | a placement name), dataset (ntu | kinetics), frames,
 batch, persons, dtype, dropout, prng (threefry | rbg | unsafe_rbg: the key type the dropout
 masks come from), tcn_impl, gcn_impl (one per block joined by '+'), activation_layout
-(auto | NTVC | VNTC | per_block), bn_impl (auto | custom | autodiff), block_output
-(auto | stored | fused), attention_impl, mode
+(auto | NTVC | VNTC | per_block; 2s-AGCN: auto | NTVC | NVTC), bn_impl (auto | custom |
+autodiff), block_output (auto | stored | fused), attention_impl, mode
 (train: the train step | infer: the eval-mode forward, as the harness times it). The last line
 printed is one JSON object.
 """

@@ -64,12 +64,13 @@ def parse_args(argv=None):
     p.add_argument("--tcn-impl", choices=("auto", "conv", "matmul", "fft"), default="auto",
                    help="TemporalConv impl (auto: fft for fp32 CPU training and for wide "
                         "stride-1 blocks in CPU inference, else conv)")
-    p.add_argument("--activation-layout", choices=("auto", "NTVC", "VNTC", "per_block"),
+    p.add_argument("--activation-layout", choices=("auto", "NTVC", "VNTC", "NVTC", "per_block"),
                    default="auto",
                    help="the blocks' activation layout (auto: per block by the graph conv, "
                         "NTVC for Kronecker, VNTC for sparse, for factored VNTC on CPU and NTVC "
                         "on GPU; per_block: factored VNTC too; "
-                        "amstgcn_jax.model.block_layouts_for)")
+                        "amstgcn_jax.model.block_layouts_for; 2s-AGCN: auto | NTVC | NVTC, "
+                        "auto = NVTC on CPU without attention)")
     p.add_argument("--gcn-impl", default="auto",
                    help="graph conv: auto | factored | kron | sparse, or one per block joined by "
                         "'+' (amstgcn_jax.model.gcn_impls_for; auto: sparse on CPU, kron up to "
@@ -413,10 +414,11 @@ def jax_model_kwargs(args, cfg):
     if getattr(args, "backbone", "stgcn") == "agcn":
         # 2s-AGCN's one-stream model (upstream settings: data BN over M*V*C; `dropout` is
         # before its classifier); its formulation knobs are the ST-GCN ones below minus the
-        # graph conv's and the activation layout
+        # graph conv's (activation layouts: auto | NTVC | NVTC)
         kw = dict(backbone="agcn", num_classes=cfg["num_classes"], layout=cfg["layout"],
                   in_channels=3, dropout=cfg["dropout"], data_bn="MVC",
                   dtype=args.dtype, tcn_impl=args.tcn_impl,
+                  activation_layout=getattr(args, "activation_layout", "auto"),
                   bn_impl=getattr(args, "bn_impl", "auto"),
                   block_output=getattr(args, "block_output", "auto"))
     else:

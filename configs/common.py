@@ -113,8 +113,7 @@ def stgcn_model(*, num_classes, layout, variant="am_stgcn", backbone="stgcn", da
                  attention=placeholder(str), blocks=placeholder(tuple), dtype=dtype)
     # Execution formulations (same numbers, same parameters); unset = the model's "auto".
     model.update(tcn_impl=placeholder(str), bn_impl=placeholder(str),
-                 block_output=placeholder(str))
+                 block_output=placeholder(str), activation_layout=placeholder(str))
     if backbone == "stgcn":
-        model.update(strategy="spatial", edge_importance=True, gcn_impl=placeholder(str),
-                     activation_layout=placeholder(str))
+        model.update(strategy="spatial", edge_importance=True, gcn_impl=placeholder(str))
     return model

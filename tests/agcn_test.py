@@ -345,15 +345,18 @@ def test_adjacency_is_the_2s_agcn_spatial_graph():
 
 
 def test_cpu_formulations_match_the_plain_xla_ones():
-    """The formulations AGCN picks on CPU (FFT temporal convs, the BatchNorms' written-out
-    backward, stored block outputs; 1x1 convs as GEMMs always) give the logits, every block's
-    features, the gradients and the batch statistics of the plain XLA ones (`lax.conv`,
-    autodiff, fused outputs), a strided block included. (No attention block here: with these
-    random weights its unscaled softmax amplifies float rounding ~100x.)"""
+    """The formulations AGCN picks on CPU (NVTC activations with conv_d before the aggregation,
+    FFT temporal convs, the BatchNorms' written-out backward, stored block outputs; 1x1 convs
+    as GEMMs always) give the logits, every block's features, the gradients and the batch
+    statistics of the plain XLA ones (NTVC, `lax.conv`, autodiff, fused outputs), a strided
+    block included. (No attention block here: with these random weights its unscaled softmax
+    amplifies float rounding ~100x.)"""
     x = _x(v=20, t=12)
     kw = dict(num_classes=5, layout="nw-ucla", blocks=TINY)
-    fast = AGCN(tcn_impl="fft", bn_impl="custom", block_output="stored", **kw)
-    plain = AGCN(tcn_impl="conv", bn_impl="autodiff", block_output="fused", **kw)
+    fast = AGCN(tcn_impl="fft", bn_impl="custom", block_output="stored",
+                activation_layout="NVTC", **kw)
+    plain = AGCN(tcn_impl="conv", bn_impl="autodiff", block_output="fused",
+                 activation_layout="NTVC", **kw)
     variables = _random_variables(plain, x, seed=3)
 
     def loss(model, variables):
@@ -379,3 +382,26 @@ def test_cpu_formulations_match_the_plain_xla_ones():
     assert " convolution(" not in hlo  # every conv is a GEMM or an FFT on this path
     with pytest.raises(ValueError, match="block_output must be one of"):
         jax.eval_shape(lambda: AGCN(block_output="kept", **kw).init(jax.random.key(0), x))
+    with pytest.raises(ValueError, match="activation_layout must be"):
+        jax.eval_shape(lambda: AGCN(activation_layout="VNTC", **kw).init(jax.random.key(0), x))
+
+
+def test_activation_layout_auto_is_nvtc_on_cpu_without_attention():
+    """On CPU "auto" runs the blocks on NVTC (the adaptive graph's GEMMs without transposes of
+    the activations around them) unless attention blocks are placed, which run on NTVC; an
+    explicit NVTC with attention is refused rather than silently transposed."""
+    x = _x(v=20, t=12)
+    kw = dict(num_classes=5, layout="nw-ucla", blocks=TINY)
+
+    def transposes(model):
+        variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+        fn = jax.jit(lambda v: model.apply(v, x, train=True, mutable=["batch_stats"])[0][0])
+        return fn.lower(variables).as_text().count("stablehlo.transpose")
+
+    assert transposes(AGCN(**kw)) == transposes(AGCN(activation_layout="NVTC", **kw))
+    assert transposes(AGCN(**kw)) < transposes(AGCN(activation_layout="NTVC", **kw))
+    attended = dict(kw, attention=(("nonlocal", "convt", 1, 1),))
+    assert transposes(AGCN(**attended)) == transposes(AGCN(activation_layout="NTVC", **attended))
+    with pytest.raises(ValueError, match="attention blocks run on NTVC"):
+        jax.eval_shape(lambda: AGCN(activation_layout="NVTC", **attended).init(
+            jax.random.key(0), x))
