@@ -23,7 +23,9 @@ the BatchNorms `layers.BatchNorm` (written-out training backward on CPU) and eac
 `relu(y + residual)` output is stored on CPU (`layers.store`); `tcn_impl`, `bn_impl` and
 `block_output` choose them as in `model.AMSTGCN`. NTU T=300, batch 4, fp32 train step on a
 2-vCPU Zen 3: 5.2 s against 22.0 s with XLA's plain formulations (benchmarks/README.md,
-"Round 16").
+"Round 16"). In CPU inference the blocks run on NVTC activations (`activation_layout`), where
+the graph unit applies each `conv_d` before the aggregation and adds its bias after it: the
+same sum as upstream's order, as plain GEMMs on the stored order (`AdaptiveGraphConv`).
 """
 
 from __future__ import annotations
@@ -127,8 +129,8 @@ class AdaptiveGraphConv(nn.Module):
     stored order: per subset, `x @ W_k` (conv_d before the aggregation: the same sum, since
     `W_k` acts on channels and the graph on joints; its bias is added after, as upstream),
     then one GEMM per sample `graph_k^T (V, V) @ (V, T·C)`. On NTVC the aggregation einsum
-    makes XLA transpose the activations around it (block 1 of NTU T=300, batch 4, CPU
-    forward+backward: 220-235 against 266-286 ms, benchmarks/README.md "Round 17").
+    makes XLA transpose the activations around it. NVTC is `AGCN`'s CPU inference layout
+    (benchmarks/README.md "Round 17").
     """
 
     features: int
@@ -304,8 +306,8 @@ class AGCN(nn.Module):
     blocks: Sequence[tuple[int, int, bool]] = AGCN_BLOCKS  # (width, stride, residual)
     # Execution formulations, as in model.AMSTGCN (same values and variables; "auto" picks
     # per backend): the temporal convs, the BatchNorms' training backward, stored outputs, and
-    # the blocks' activation layout: "NVTC" (`AdaptiveGraphConv`; "auto" on CPU without
-    # attention blocks) or "NTVC" (elsewhere; the attention blocks' layout).
+    # the blocks' activation layout: "NVTC" (`AdaptiveGraphConv`; "auto" in CPU inference
+    # without attention blocks) or "NTVC" (elsewhere; the attention blocks' layout).
     tcn_impl: str = "auto"
     bn_impl: str = "auto"
     block_output: str = "auto"
@@ -334,8 +336,12 @@ class AGCN(nn.Module):
         placements = _attention_by_block(self.attention, self.layer_indexing, len(self.blocks))
         layout = self.activation_layout
         if layout == "auto":
+            # NVTC: NTU T=300 batch 4 CPU eval forward 1.51 against 1.69 s; the train step is
+            # 3-5% slower on it (its per-subset products are summed by extra passes), so
+            # training stays NTVC (benchmarks/README.md "Round 17")
             attended = any(s or t for s, t in placements)
-            layout = "NVTC" if jax.default_backend() == "cpu" and not attended else "NTVC"
+            cpu = jax.default_backend() == "cpu"
+            layout = "NVTC" if cpu and not train and not attended else "NTVC"
         if layout not in ("NTVC", "NVTC"):
             raise ValueError(f"AGCN: activation_layout must be 'auto', 'NTVC' or 'NVTC', got "
                              f"{self.activation_layout!r}")
