@@ -179,10 +179,11 @@ class AdaptiveGraphConv(nn.Module):
                                           dtype=self.dtype, name="conv_a")(x)
             phi_K, phi_b = SubsetConv(self.num_subsets, embed, per_subset=True,
                                       dtype=self.dtype, name="conv_b")(x)
+            def rows_of(y_K, b_KE, k):  # subset k's (n, V, T*C_e) rows, bias added
+                return (y_K[k] + b_KE[k][None, None, None]).reshape(n, num_nodes, -1)
+
             logits_NKVV = jnp.stack([
-                lax.dot_general((theta_K[k] + theta_b[k][None, None, None]).reshape(n, num_nodes, -1),
-                                (phi_K[k] + phi_b[k][None, None, None]).reshape(n, num_nodes, -1),
-                                **rows)
+                lax.dot_general(rows_of(theta_K, theta_b, k), rows_of(phi_K, phi_b, k), **rows)
                 for k in range(self.num_subsets)], axis=1) * scale
             attn_NKVV = jax.nn.softmax(logits_NKVV, axis=-2)  # nn.Softmax(-2): source joints
             graph_NKVV = (attn_NKVV + graph_KVV[None]).astype(self.dtype)

@@ -53,7 +53,7 @@ def _modules(params: Mapping):
     yield "data_bn", "bn", ("data_bn",)
     num_blocks = sum(1 for name in params if name.startswith("block"))
     for i in range(num_blocks):
-        block, l = f"block{i}", f"l{i + 1}"
+        block, l = f"block{i}", f"l{i + 1}"  # noqa: E741 (upstream's module names l1..l10)
         yield f"{l}.gcn1.PA", "param", (block, "gcn", "PA")
         for x in "abd":
             yield f"{l}.gcn1.conv_{x}", "subset_conv", (block, "gcn", f"conv_{x}")

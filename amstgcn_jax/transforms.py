@@ -260,8 +260,9 @@ def to_modality(example: dict, *, modality: str = "joint",
 
     bone[child] = x[child] − x[parent] for (child, parent) in `pairs` (default:
     `amstgcn_jax.graph.bone_pairs(layout)`); joints not listed are zero.
-    motion[t] = x[t+1] − x[t], last frame zero. With `score_channel`, channel 2 is a confidence and becomes the mean of the
-    two scores involved instead of a difference (pyskl, openpose/coco).
+    motion[t] = x[t+1] − x[t], last frame zero. With `score_channel`, channel 2 is a confidence
+    and becomes the mean of the two scores involved instead of a difference (pyskl,
+    openpose/coco).
     """
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")

@@ -100,7 +100,7 @@ def main(paths):
                              f"{d['config']['dtype']} {d['jax']['device']} | {fw}, separate "
                              f"runs | "
                              f"{100 * over:+.0f}% | "
-                             f"{100 * (d['model_gflop_fwd_per_clip'] / b['model_gflop_fwd_per_clip'] - 1):+.0f}% |")
+                             f"{100 * (d['model_gflop_fwd_per_clip'] / b['model_gflop_fwd_per_clip'] - 1):+.0f}% |")  # noqa: E501
     if lines:
         print("\n| attention variant | shape | framework | train-step time vs ST-GCN | "
               "model FLOPs vs ST-GCN |\n|---|---|---|---|---|")

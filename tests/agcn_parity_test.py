@@ -158,7 +158,8 @@ def test_parameter_count_equals_upstream(name):
 @pytest.mark.torch
 @pytest.mark.parametrize("name", _pairs()[:1])
 def test_exported_file_loads_in_torch(name, tmp_path):
-    """flax -> torch_pickle.save_state_dict -> torch.load(weights_only=True) gives upstream's dict."""
+    """flax -> torch_pickle.save_state_dict -> torch.load(weights_only=True) gives upstream's
+    dict."""
     torch = pytest.importorskip("torch")
     from amstgcn_jax import torch_pickle
 

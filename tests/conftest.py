@@ -34,5 +34,6 @@ def repo_root() -> Path:
 def shared_dir() -> Path:
     """The read-only ../shared tree (paper, parity fixtures, real data samples)."""
     if not SHARED_DIR.is_dir():
-        pytest.skip(f"../shared is absent ({SHARED_DIR}): real-data and parity fixtures unavailable")
+        pytest.skip(f"../shared is absent ({SHARED_DIR}): real-data and parity fixtures "
+                    "unavailable")
     return SHARED_DIR

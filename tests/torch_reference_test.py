@@ -82,7 +82,8 @@ def test_torch_am_stgcn_matches_flax_model_with_converted_weights(variant):
     """Same weights (amstgcn_jax.convert.flax_to_torch) -> same logits, attention included."""
     import jax
 
-    from amstgcn_jax import convert, model as model_lib
+    from amstgcn_jax import convert
+    from amstgcn_jax import model as model_lib
     from benchmarks import train_step_benchmark as bench
 
     layout = "openpose"
