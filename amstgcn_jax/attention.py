@@ -281,10 +281,7 @@ class _ConvParams(nn.Module):
 
     @nn.compact
     def __call__(self, in_features: int):
-        kernel = self.param("kernel", nn.linear.default_kernel_init,
-                            (1, 1, in_features, self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
-        return kernel, bias
+        return layers.conv1x1_params(self, in_features, self.features)
 
 
 class NonLocalBlock(nn.Module):

@@ -289,6 +289,15 @@ def pointwise(features: int, name: str, dtype: Any = jnp.float32) -> nn.Dense:
                     dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
+def conv1x1_params(module: nn.Module, in_features: int, features: int,
+                   kernel_init: Callable = nn.linear.default_kernel_init):
+    """A 1×1 `nn.Conv`'s variables created in `module`: `kernel (1, 1, I, O)` and `bias (O)`,
+    float32, with `nn.Conv`'s initialisers (checkpoints and converters see an `nn.Conv`)."""
+    kernel = module.param("kernel", kernel_init, (1, 1, in_features, features), jnp.float32)
+    bias = module.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+    return kernel, bias
+
+
 class Conv1x1(nn.Module):
     """A 1×1 `nn.Conv` over `x_NTVC`: the same variables (`kernel (1, 1, I, O)`, `bias (O)`, the
     same initialisers), applied as a GEMM over channels; `stride` subsamples T first (a strided
@@ -307,8 +316,7 @@ class Conv1x1(nn.Module):
     @nn.compact
     def __call__(self, x):
         c_in = x.shape[-1]
-        kernel = self.param("kernel", self.kernel_init, (1, 1, c_in, self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        kernel, bias = conv1x1_params(self, c_in, self.features, self.kernel_init)
         if self.stride > 1:
             x = lax.slice_in_dim(x, 0, None, stride=self.stride, axis=self.time_axis)
         y = jnp.dot(x.astype(self.dtype), kernel.reshape(c_in, self.features).astype(self.dtype))
