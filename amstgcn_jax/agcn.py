@@ -346,10 +346,6 @@ class AGCN(nn.Module):
         if layout not in ("NTVC", "NVTC"):
             raise ValueError(f"AGCN: activation_layout must be 'auto', 'NTVC' or 'NVTC', got "
                              f"{self.activation_layout!r}")
-
-        def to_ntvc(y):  # the features in `out` are NTVC whatever the blocks ran on
-            return y if layout == "NTVC" else jnp.transpose(y, (0, 2, 1, 3))
-
         out = {}
 
         # BatchNorm1d over M*V*C channels indexed m*V*C + v*C + c (one set per person slot)
@@ -360,7 +356,7 @@ class AGCN(nn.Module):
         x_NTVC = x_NMTVC.reshape(n * m, t, v, c)
         out["data_bn_out"] = x_NTVC
 
-        x = to_ntvc(x_NTVC.astype(dtype))  # NTVC <-> NVTC: the same swap both ways
+        x = layers.from_ntvc(x_NTVC.astype(dtype), layout)
         for i, ((features, stride, residual), (att_s, att_t)) in enumerate(
             zip(self.blocks, placements)
         ):
@@ -377,9 +373,10 @@ class AGCN(nn.Module):
                 dtype=dtype,
                 name=f"block{i}",
             )(x, adj_KVV, train)
-            out[f"block{i}_gcn"] = to_ntvc(gcn)
+            # the features in `out` are NTVC whatever the blocks ran on
+            out[f"block{i}_gcn"] = layers.to_ntvc(gcn, layout)
             out[f"block{i}_attn"] = attn_NKVV
-            out[f"block{i}"] = to_ntvc(x)
+            out[f"block{i}"] = layers.to_ntvc(x, layout)
 
         x_NTVC = out[f"block{len(self.blocks) - 1}"]
         out["feature"] = x_NTVC.reshape(n, m, *x_NTVC.shape[1:])

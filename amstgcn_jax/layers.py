@@ -66,10 +66,11 @@ conv_init = nn.initializers.normal(stddev=0.02)  # st-gcn processor/recognition.
 FFT_INFER_CHANNELS = 256
 
 
-def check_layout(layout: str, owner: str) -> str:
-    """`layout` if it is one of `LAYOUTS`, else a ValueError naming `owner`."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"{owner}: unknown layout {layout!r} ({' | '.join(LAYOUTS)})")
+def check_layout(layout: str, owner: str, choices=LAYOUTS) -> str:
+    """`layout` if it is one of `choices` (default: ST-GCN's `LAYOUTS`), else a ValueError
+    naming `owner`."""
+    if layout not in choices:
+        raise ValueError(f"{owner}: unknown layout {layout!r} ({' | '.join(choices)})")
     return layout
 
 
@@ -78,14 +79,21 @@ def time_axis(layout: str) -> int:
     return TIME_AXES[layout]
 
 
+# axis permutations: x_NTVC -> layout (NVTC's swap is its own inverse)
+_FROM_NTVC = {"NTVC": None, "VNTC": (2, 0, 1, 3), "NVTC": (0, 2, 1, 3)}
+_TO_NTVC = {"NTVC": None, "VNTC": (1, 2, 0, 3), "NVTC": (0, 2, 1, 3)}
+
+
 def to_ntvc(x, layout: str):
-    """Activations in `layout` as `x_NTVC`."""
-    return x.transpose(1, 2, 0, 3) if layout == "VNTC" else x
+    """Activations in `layout` (any of `TIME_AXES`) as `x_NTVC`."""
+    perm = _TO_NTVC[layout]
+    return x if perm is None else x.transpose(perm)
 
 
 def from_ntvc(x_NTVC, layout: str):
-    """`x_NTVC` in `layout`."""
-    return x_NTVC.transpose(2, 0, 1, 3) if layout == "VNTC" else x_NTVC
+    """`x_NTVC` in `layout` (any of `TIME_AXES`)."""
+    perm = _FROM_NTVC[layout]
+    return x_NTVC if perm is None else x_NTVC.transpose(perm)
 
 
 def bn_scale_init(key, shape, dtype=jnp.float32):
@@ -437,9 +445,7 @@ class TemporalConv(nn.Module):
         ks, s = self.kernel_size, self.stride
         if ks % 2 != 1:
             raise ValueError(f"TemporalConv: kernel_size must be odd, got {ks}")
-        if self.layout not in TIME_AXES:
-            raise ValueError(f"TemporalConv: unknown layout {self.layout!r} "
-                             f"({' | '.join(TIME_AXES)})")
+        check_layout(self.layout, "TemporalConv", TIME_AXES)
         c_in = x.shape[-1]
         kernel = self.param("kernel", self.kernel_init, (ks, 1, c_in, self.features),
                             jnp.float32)
