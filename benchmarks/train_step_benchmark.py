@@ -70,7 +70,7 @@ def parse_args(argv=None):
                         "NTVC for Kronecker, VNTC for sparse, for factored VNTC on CPU and NTVC "
                         "on GPU; per_block: factored VNTC too; "
                         "amstgcn_jax.model.block_layouts_for; 2s-AGCN: auto | NTVC | NVTC, "
-                        "auto = NVTC on CPU without attention)")
+                        "auto = NVTC in CPU inference without attention)")
     p.add_argument("--gcn-impl", default="auto",
                    help="graph conv: auto | factored | kron | sparse, or one per block joined by "
                         "'+' (amstgcn_jax.model.gcn_impls_for; auto: sparse on CPU, kron up to "

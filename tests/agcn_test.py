@@ -349,8 +349,9 @@ def test_cpu_formulations_match_the_plain_xla_ones():
     FFT temporal convs, the BatchNorms' written-out backward, stored block outputs; 1x1 convs
     as GEMMs always) give the logits, every block's features, the gradients and the batch
     statistics of the plain XLA ones (NTVC, `lax.conv`, autodiff, fused outputs), a strided
-    block included. (No attention block here: with these random weights its unscaled softmax
-    amplifies float rounding ~100x.)"""
+    block included, and in eval mode (where "auto" picks NVTC) the same logits and features.
+    (No attention block here: with these random weights its unscaled softmax amplifies float
+    rounding ~100x.)"""
     x = _x(v=20, t=12)
     kw = dict(num_classes=5, layout="nw-ucla", blocks=TINY)
     fast = AGCN(tcn_impl="fft", bn_impl="custom", block_output="stored",
@@ -380,6 +381,12 @@ def test_cpu_formulations_match_the_plain_xla_ones():
     # one stored gather per graph-conv unit and per block
     assert hlo.count(" gather(") >= ref_hlo.count(" gather(") + 2 * len(TINY)
     assert " convolution(" not in hlo  # every conv is a GEMM or an FFT on this path
+    (logits, out), (ref_logits, ref_out) = (
+        jax.jit(functools.partial(model.apply, train=False))(variables, x)
+        for model in (fast, plain))
+    np.testing.assert_allclose(logits, ref_logits, rtol=1e-5, atol=1e-5)
+    for name in ref_out:
+        np.testing.assert_allclose(out[name], ref_out[name], rtol=1e-5, atol=1e-5, err_msg=name)
     with pytest.raises(ValueError, match="block_output must be one of"):
         jax.eval_shape(lambda: AGCN(block_output="kept", **kw).init(jax.random.key(0), x))
     with pytest.raises(ValueError, match="activation_layout must be"):
