@@ -175,37 +175,33 @@ def _attend_blocks_bwd(rows, group, residuals, d_out_BPC):
     # Σ_s P·dP over the keys equals dY·Y per row (Y = P V): a (rows, C) product, computed once
     # here for all blocks (inside the loop XLA fused it into the (rows, keys) pass, per key).
     delta_IGR = jnp.sum(do_IGRC * out_IGRC.astype(jnp.float32), axis=-1)
-    # The key and value gradients are accumulated transposed, (C, keys): q and dY enter those
-    # products as (C, rows), the layout XLA:CPU's GEMM ran at 122 GFLOP/s where a product
-    # contracting the weights' row axis ran at 70.
-    qT_IGCR = jnp.swapaxes(q_IGRC.astype(jnp.float32), -1, -2)
-    doT_IGCR = jnp.swapaxes(do_IGRC, -1, -2)
     k32_HGSC, v32_HGSC = k_HGSC.astype(jnp.float32), v_HGSC.astype(jnp.float32)
     group_I = _group_of_block(q_IGRC.shape[0], groups)
 
+    # The backward works on the transposed (keys, rows) weights. XLA:CPU's GEMMs (YNNPACK) read
+    # a big row-major left operand as stored but repack a big right or transposed one: on a
+    # 1,072-row NTU block the key and value gradients Pᵀ dY and dSᵀ q ran at 94-111 GFLOP/s
+    # this way against 42-57 as (C, keys) products with the (rows, keys) weights on the right.
+    # Only the query gradient pays the repacking now, (dSᵀ)ᵀ K (benchmarks/README.md, "Round 18").
     def block(carry, xs):
-        dkT_HGCS, dvT_HGCS = carry
-        q_GRC, qT_GCR, lse_GR, do_GRC, doT_GCR, delta_GR, h = xs
-        attn_GRS = jnp.exp(_mm("rc,sc->rs", q_GRC, k_HGSC[h]) - lse_GR[..., None])
-        dvT_GCS = _mm("cr,rs->cs", doT_GCR, attn_GRS)
-        d_attn_GRS = _mm("rc,sc->rs", do_GRC, v32_HGSC[h])
-        d_logits_GRS = attn_GRS * (d_attn_GRS - delta_GR[..., None])
-        dq_GRC = _mm("rs,sc->rc", d_logits_GRS, k32_HGSC[h])
-        dkT_GCS = _mm("cr,rs->cs", qT_GCR, d_logits_GRS)
-        dkT_HGCS = jax.lax.dynamic_update_index_in_dim(dkT_HGCS, dkT_HGCS[h] + dkT_GCS, h, 0)
-        dvT_HGCS = jax.lax.dynamic_update_index_in_dim(dvT_HGCS, dvT_HGCS[h] + dvT_GCS, h, 0)
-        return (dkT_HGCS, dvT_HGCS), dq_GRC
+        dk_HGSC, dv_HGSC = carry
+        q_GRC, lse_GR, do_GRC, delta_GR, h = xs
+        attnT_GSR = jnp.exp(_mm("sc,rc->sr", k_HGSC[h], q_GRC) - lse_GR[:, None, :])
+        dv_GSC = _mm("sr,rc->sc", attnT_GSR, do_GRC)
+        d_attnT_GSR = _mm("sc,rc->sr", v32_HGSC[h], do_GRC)
+        d_logitsT_GSR = attnT_GSR * (d_attnT_GSR - delta_GR[:, None, :])
+        dq_GRC = _mm("sr,sc->rc", d_logitsT_GSR, k32_HGSC[h])
+        dk_GSC = _mm("sr,rc->sc", d_logitsT_GSR, q_GRC.astype(jnp.float32))
+        dk_HGSC = jax.lax.dynamic_update_index_in_dim(dk_HGSC, dk_HGSC[h] + dk_GSC, h, 0)
+        dv_HGSC = jax.lax.dynamic_update_index_in_dim(dv_HGSC, dv_HGSC[h] + dv_GSC, h, 0)
+        return (dk_HGSC, dv_HGSC), dq_GRC
 
-    zeros = (jnp.zeros((groups, group, c, s), jnp.float32),) * 2
-    (dkT_HGCS, dvT_HGCS), dq_IGRC = jax.lax.scan(
-        block, zeros, (q_IGRC, qT_IGCR, lse_IGR, do_IGRC, doT_IGCR, delta_IGR, group_I))
+    zeros = (jnp.zeros((groups, group, s, c), jnp.float32),) * 2
+    (dk_HGSC, dv_HGSC), dq_IGRC = jax.lax.scan(
+        block, zeros, (q_IGRC, lse_IGR, do_IGRC, delta_IGR, group_I))
     dq_BPC = _from_blocks(dq_IGRC, b, p, q_IGRC.shape[0] // groups)
-
-    def keys(xT_HGCS):
-        return jnp.swapaxes(xT_HGCS, -1, -2).reshape(-1, s, c)[:b]
-
-    return (dq_BPC.astype(q_IGRC.dtype), keys(dkT_HGCS).astype(k_HGSC.dtype),
-            keys(dvT_HGCS).astype(v_HGSC.dtype))
+    return (dq_BPC.astype(q_IGRC.dtype), dk_HGSC.reshape(-1, s, c)[:b].astype(k_HGSC.dtype),
+            dv_HGSC.reshape(-1, s, c)[:b].astype(v_HGSC.dtype))
 
 
 _attend_blocks.defvjp(_attend_blocks_fwd, _attend_blocks_bwd)
