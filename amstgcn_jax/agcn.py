@@ -102,14 +102,15 @@ class SubsetConv(nn.Module):
             return [jnp.dot(x, kernel_KIO[k]) for k in range(self.num_subsets)], bias_KO
         # One 2-D GEMM over channels with the K kernels side by side. As einsums over the K axis
         # ("ntvc,kco->ntvko") XLA:CPU added transposes of the (rows, K, O) tensors in the
-        # backward (NTU T=300 train step 5.6 vs 5.8 s, benchmarks/README.md "Round 18").
+        # backward (NTU T=300 train step -3%, level, -3% in three A/Bs; benchmarks/README.md
+        # "Round 18").
         k, c_in, c_out = kernel_KIO.shape
         if self.reduce:  # x_...KC -> x_...O
             y = jnp.dot(x.reshape(*x.shape[:-2], k * c_in), kernel_KIO.reshape(k * c_in, c_out))
-            return y + bias_KO.sum(0).reshape((1,) * (y.ndim - 1) + (c_out,))
+            return y + layers.per_channel(bias_KO.sum(0), y)
         y = jnp.dot(x, jnp.moveaxis(kernel_KIO, 0, 1).reshape(c_in, k * c_out))
-        y = y.reshape(*x.shape[:-1], k, c_out)
-        return y + bias_KO.reshape((1,) * (x.ndim - 1) + (k, c_out))
+        y = y + layers.per_channel(bias_KO.reshape(k * c_out), y)
+        return y.reshape(*x.shape[:-1], k, c_out)
 
 
 def _batch_norm(name, train, dtype, scale_init=nn.initializers.ones, bn_impl="auto"):

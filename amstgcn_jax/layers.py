@@ -238,15 +238,15 @@ def _bn_train(x, scale, bias, epsilon: float, out_dtype, relu: bool):
     return _bn_train_fwd(x, scale, bias, epsilon, out_dtype, relu)[0]
 
 
-def _per_channel(v, x):
+def per_channel(v, x):
     """A (C,) vector shaped to broadcast against x (..., C)."""
     return v.reshape((1,) * (x.ndim - 1) + (-1,))
 
 
 def _normalize(x, mean, mul, bias):
     """flax's `(x − mean) · mul + bias` in float32, with per-channel mean, mul and bias."""
-    return ((x.astype(jnp.float32) - _per_channel(mean, x)) * _per_channel(mul, x)
-            + _per_channel(bias, x))
+    return ((x.astype(jnp.float32) - per_channel(mean, x)) * per_channel(mul, x)
+            + per_channel(bias, x))
 
 
 def _bn_stats(x):
@@ -272,11 +272,11 @@ def _bn_train_bwd(epsilon, out_dtype, relu, residuals, cotangents):
     dy, d_mean, d_var = cotangents
     axes = tuple(range(x.ndim - 1))
     count = x.size // x.shape[-1]
-    centred = x.astype(jnp.float32) - _per_channel(mean, x)  # recomputed, never stored
+    centred = x.astype(jnp.float32) - per_channel(mean, x)  # recomputed, never stored
     dy = dy.astype(jnp.float32)
     a = scale * rstd
     if relu:  # the ReLU's mask, from the recomputed pre-activation (jax.nn.relu: 0 at 0)
-        pre = centred * _per_channel(a, x) + _per_channel(bias, x)
+        pre = centred * per_channel(a, x) + per_channel(bias, x)
         dy = jnp.where(pre > 0, dy, 0.0)
     d_bias = jnp.sum(dy, axes)
     d_scale = jnp.sum(dy * centred, axes) * rstd
@@ -284,7 +284,7 @@ def _bn_train_bwd(epsilon, out_dtype, relu, residuals, cotangents):
     # statistics (zero in a loss that only reads y): d_mean/n and d_var·2(x − mean)/n.
     c0 = d_mean / count - a * d_bias / count
     c1 = 2.0 * d_var / count - a * rstd * d_scale / count
-    dx = _per_channel(a, x) * dy + _per_channel(c0, x) + _per_channel(c1, x) * centred
+    dx = per_channel(a, x) * dy + per_channel(c0, x) + per_channel(c1, x) * centred
     return dx.astype(x.dtype), d_scale, d_bias
 
 
