@@ -187,7 +187,7 @@ class AdaptiveGraphConv(nn.Module):
             phi_K, phi_b = SubsetConv(self.num_subsets, embed, per_subset=True,
                                       dtype=self.dtype, name="conv_b")(x)
             def rows_of(y_K, b_KE, k):  # subset k's (n, V, T*C_e) rows, bias added
-                return (y_K[k] + b_KE[k][None, None, None]).reshape(n, num_nodes, -1)
+                return (y_K[k] + layers.per_channel(b_KE[k], y_K[k])).reshape(n, num_nodes, -1)
 
             logits_NKVV = jnp.stack([
                 lax.dot_general(rows_of(theta_K, theta_b, k), rows_of(phi_K, phi_b, k), **rows)
@@ -199,8 +199,8 @@ class AdaptiveGraphConv(nn.Module):
             y = sum(lax.dot_general(graph_NKVV[:, k], d_K[k].reshape(n, num_nodes, -1),
                                     (((1,), (1,)), ((0,), (0,))))
                     for k in range(self.num_subsets))
-            y = (y.reshape(n, num_nodes, num_frames, self.features)
-                 + d_b.sum(0)[None, None, None])
+            y = y.reshape(n, num_nodes, num_frames, self.features)
+            y = y + layers.per_channel(d_b.sum(0), y)
         y = _batch_norm("bn", train, self.dtype, nn.initializers.constant(1e-6), self.bn_impl)(y)
         if in_features != self.features:
             down = layers.Conv1x1(self.features, kernel_init=_conv_fan_out_init(),

@@ -344,7 +344,8 @@ class NonLocalBlock(nn.Module):
                                 for name in ("theta", "phi", "g")))
         kernel = jnp.concatenate(kernels, -1).reshape(c, 3 * inner).astype(self.dtype)
         bias = jnp.concatenate(biases).astype(self.dtype)
-        qkv_NTVC = jnp.dot(h_NTVC, kernel) + bias[None, None, None]
+        qkv_NTVC = jnp.dot(h_NTVC, kernel)
+        qkv_NTVC = qkv_NTVC + layers.per_channel(bias, qkv_NTVC)
         theta, phi_g = qkv_NTVC[..., :inner], qkv_NTVC[..., inner:]
         if pooling:
             phi_g = self._pool(phi_g)

@@ -391,7 +391,8 @@ class GraphConv(nn.Module):
             y_MD = jnp.dot(x.reshape(n * t, v * c_in), m_VCWD.reshape(v * c_in, v * c_out))
             return (y_MD + bias_WD.reshape(1, v * c_out)).reshape(n, t, v, c_out)
         if not first:
-            y_NTVKC = (jnp.dot(x, kernel) + bias[None, None, None]).reshape(n, t, v, k, c_out)
+            y = jnp.dot(x, kernel)
+            y_NTVKC = (y + per_channel(bias, y)).reshape(n, t, v, k, c_out)
             return jnp.einsum("ntvkc,kvw->ntwc", y_NTVKC, adj_KVV)
         xa_NTWKC = jnp.einsum("ntvc,kvw->ntwkc", x, adj_KVV)
         w_KCD = kernel.reshape(c_in, k, c_out).transpose(1, 0, 2)
@@ -471,7 +472,7 @@ class TemporalConv(nn.Module):
             raise ValueError(f"TemporalConv: unknown impl {self.impl!r} "
                              f"({' | '.join(_TCN_IMPLS)} | auto)")
         y = _TCN_IMPLS[impl](x, kernel, s, time_axis=time_axis(self.layout))
-        return y + bias[None, None, None]
+        return y + per_channel(bias, y)
 
 
 def _tcn_conv(x, kernel_K1IO, stride: int, time_axis: int = 1):
