@@ -41,6 +41,7 @@ from jax import lax
 
 from amstgcn_jax import graph, layers
 from amstgcn_jax.layers import make_attention
+from amstgcn_jax.matmul import matmul
 
 # (out channels, temporal stride, block residual) of upstream l1 ... l10.
 AGCN_BLOCKS = (
@@ -99,16 +100,18 @@ class SubsetConv(nn.Module):
         bias_KO = bias_KO.astype(self.dtype)
         x = x.astype(self.dtype)
         if self.per_subset:
-            return [jnp.dot(x, kernel_KIO[k]) for k in range(self.num_subsets)], bias_KO
+            return ([matmul(x, kernel_KIO[k], batch_major=True) for k in range(self.num_subsets)],
+                    bias_KO)
         # One 2-D GEMM over channels with the K kernels side by side. As einsums over the K axis
         # ("ntvc,kco->ntvko") XLA:CPU added transposes of the (rows, K, O) tensors in the
         # backward (NTU T=300 train step -3%, level, -3% in three A/Bs; benchmarks/README.md
         # "Round 18").
         k, c_in, c_out = kernel_KIO.shape
         if self.reduce:  # x_...KC -> x_...O
-            y = jnp.dot(x.reshape(*x.shape[:-2], k * c_in), kernel_KIO.reshape(k * c_in, c_out))
+            y = matmul(x.reshape(*x.shape[:-2], k * c_in), kernel_KIO.reshape(k * c_in, c_out),
+                       batch_major=True)
             return y + layers.per_channel(bias_KO.sum(0), y)
-        y = jnp.dot(x, jnp.moveaxis(kernel_KIO, 0, 1).reshape(c_in, k * c_out))
+        y = matmul(x, jnp.moveaxis(kernel_KIO, 0, 1).reshape(c_in, k * c_out), batch_major=True)
         y = y + layers.per_channel(bias_KO.reshape(k * c_out), y)
         return y.reshape(*x.shape[:-1], k, c_out)
 

@@ -60,6 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from amstgcn_jax import layers
+from amstgcn_jax.matmul import matmul
 
 _MODES = ("spatial", "temporal", "spatiotemporal")
 # Default `chunk_elements`: the most attention weights one block of the blocked path holds.
@@ -344,7 +345,7 @@ class NonLocalBlock(nn.Module):
                                 for name in ("theta", "phi", "g")))
         kernel = jnp.concatenate(kernels, -1).reshape(c, 3 * inner).astype(self.dtype)
         bias = jnp.concatenate(biases).astype(self.dtype)
-        qkv_NTVC = jnp.dot(h_NTVC, kernel)
+        qkv_NTVC = matmul(h_NTVC, kernel, batch_major=True)
         qkv_NTVC = qkv_NTVC + layers.per_channel(bias, qkv_NTVC)
         theta, phi_g = qkv_NTVC[..., :inner], qkv_NTVC[..., inner:]
         if pooling:

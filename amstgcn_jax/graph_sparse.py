@@ -44,6 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from amstgcn_jax.matmul import matmul
+
 # A subset's row blocks are computed for its active nodes only when they are at most this
 # fraction of V: gathering 24 of 25 rows costs more than the 4% of the GEMM it saves.
 PRUNE_FRACTION = 0.5
@@ -311,15 +313,15 @@ def graph_conv_sparse_vntc(x_VNTC, adj_KVV, kernel, bias_WD, support: tuple,
         if plan.full and plan.grouped:
             # Column g·Cin + c of the grouped rows meets W[c, k_g, :].
             w = w_CKD[:, full].transpose(1, 0, 2).reshape(len(full) * c_in, c_out)
-            y = jnp.dot(parts[0].reshape(v * n * t, len(full) * c_in), w)
+            y = matmul(parts[0].reshape(v * n * t, len(full) * c_in), w)
             y = y.reshape(v, n * t, c_out)
         elif plan.full:
-            y = sum(jnp.dot(parts[g].reshape(v * n * t, c_in), w_CKD[:, k])
+            y = sum(matmul(parts[g].reshape(v * n * t, c_in), w_CKD[:, k])
                     for g, k in enumerate(plan.full)).reshape(v, n * t, c_out)
         else:
             y = jnp.zeros((v, n * t, c_out), x_VNTC.dtype)
         for part, (k, nodes) in zip(parts[len(parts) - len(plan.pruned):], plan.pruned):
-            y_k = jnp.dot(part, w_CKD[:, k])
+            y_k = matmul(part, w_CKD[:, k])
             for pos, node, length in _runs(nodes):  # in-place adds of the rows it reaches
                 rows = lax.slice_in_dim(y, node, node + length) + y_k[pos:pos + length]
                 y = lax.dynamic_update_slice_in_dim(y, rows, node, axis=0)
@@ -328,14 +330,14 @@ def graph_conv_sparse_vntc(x_VNTC, adj_KVV, kernel, bias_WD, support: tuple,
     parts = []
     if plan.full and plan.grouped:
         w = w_CKD[:, full].reshape(c_in, len(full) * c_out)
-        h = jnp.dot(x_VNTC.reshape(v * n * t, c_in), w)
+        h = matmul(x_VNTC.reshape(v * n * t, c_in), w)
         parts.append(h.reshape(v, n * t, len(full), c_out))
     elif plan.full:
-        parts.extend(jnp.dot(x_VNTC.reshape(v * n * t, c_in), w_CKD[:, k]).reshape(
+        parts.extend(matmul(x_VNTC.reshape(v * n * t, c_in), w_CKD[:, k]).reshape(
             v, n * t, c_out) for k in plan.full)
     for k, nodes in plan.pruned:
         rows = jnp.concatenate([x_VNTC[node:node + length]
                                 for _, node, length in _runs(nodes)])
-        parts.append(jnp.dot(rows.reshape(len(nodes), n * t, c_in), w_CKD[:, k]))
+        parts.append(matmul(rows.reshape(len(nodes), n * t, c_in), w_CKD[:, k]))
     (y,) = mix_rows(plan.mix, coef, tuple(parts))
     return y.reshape(v, n, t, c_out) + bias_WD[:, None, None]

@@ -53,6 +53,7 @@ import numpy as np
 from jax import lax
 
 from amstgcn_jax import graph_sparse
+from amstgcn_jax.matmul import matmul
 
 LAYOUTS = ("NTVC", "VNTC")  # ST-GCN's activation layouts; T is axis 1 resp. 2, C always last
 # The T axis of every activation layout a layer here accepts: ST-GCN's, and NVTC, 2s-AGCN's on
@@ -327,7 +328,8 @@ class Conv1x1(nn.Module):
         kernel, bias = conv1x1_params(self, c_in, self.features, self.kernel_init)
         if self.stride > 1:
             x = lax.slice_in_dim(x, 0, None, stride=self.stride, axis=self.time_axis)
-        y = jnp.dot(x.astype(self.dtype), kernel.reshape(c_in, self.features).astype(self.dtype))
+        y = matmul(x.astype(self.dtype), kernel.reshape(c_in, self.features).astype(self.dtype),
+                   batch_major=True)
         return y + bias.astype(self.dtype).reshape((1,) * (y.ndim - 1) + (-1,))
 
 
@@ -391,12 +393,13 @@ class GraphConv(nn.Module):
             y_MD = jnp.dot(x.reshape(n * t, v * c_in), m_VCWD.reshape(v * c_in, v * c_out))
             return (y_MD + bias_WD.reshape(1, v * c_out)).reshape(n, t, v, c_out)
         if not first:
-            y = jnp.dot(x, kernel)
+            y = matmul(x, kernel, batch_major=True)
             y_NTVKC = (y + per_channel(bias, y)).reshape(n, t, v, k, c_out)
             return jnp.einsum("ntvkc,kvw->ntwc", y_NTVKC, adj_KVV)
         xa_NTWKC = jnp.einsum("ntvc,kvw->ntwkc", x, adj_KVV)
         w_KCD = kernel.reshape(c_in, k, c_out).transpose(1, 0, 2)
-        y_NTWD = jnp.dot(xa_NTWKC.reshape(n, t, v, k * c_in), w_KCD.reshape(k * c_in, c_out))
+        y_NTWD = matmul(xa_NTWKC.reshape(n, t, v, k * c_in), w_KCD.reshape(k * c_in, c_out),
+                        batch_major=True)
         return y_NTWD + bias_WD[None, None]
 
 
@@ -414,11 +417,11 @@ def _graph_conv_vntc(x_VNTC, adj_KVV, kernel, bias, bias_WD, aggregate_first: bo
         # xa[k, w] = Σ_v A[k, v, w] x[v]: one (K·W, V) @ (V, N·T·Cin) GEMM.
         adj_KWV = adj_KVV.transpose(0, 2, 1).reshape(k * v, v)
         xa_KMC = jnp.dot(adj_KWV, x_VNTC.reshape(v, n * t * c_in)).reshape(k, v * n * t, c_in)
-        y_MD = sum(jnp.dot(xa_KMC[j], w_CKD[:, j]) for j in range(k))
+        y_MD = sum(matmul(xa_KMC[j], w_CKD[:, j]) for j in range(k))
         return y_MD.reshape(v, n, t, c_out) + bias_WD[:, None, None]
     # h[k, v] = x[v] @ W_k + b_k, then y[w] = Σ_{k,v} A[k, v, w] h[k, v]: (W, K·V) @ (K·V, ·).
     x_MC = x_VNTC.reshape(v * n * t, c_in)
-    h_KMD = jnp.stack([jnp.dot(x_MC, w_CKD[:, j]) for j in range(k)])
+    h_KMD = jnp.stack([matmul(x_MC, w_CKD[:, j]) for j in range(k)])
     h_KMD = h_KMD + bias.reshape(k, 1, c_out)
     adj_WKV = adj_KVV.transpose(2, 0, 1).reshape(v, k * v)
     y = jnp.dot(adj_WKV, h_KMD.reshape(k * v, n * t * c_out))
