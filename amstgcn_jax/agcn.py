@@ -23,9 +23,9 @@ the BatchNorms `layers.BatchNorm` (written-out training backward on CPU) and eac
 `relu(y + residual)` output is stored on CPU (`layers.store`); `tcn_impl`, `bn_impl` and
 `block_output` choose them as in `model.AMSTGCN`. NTU T=300, batch 4, fp32 train step on a
 2-vCPU Zen 3: 5.2 s against 22.0 s with XLA's plain formulations (benchmarks/README.md,
-"Round 16"). In CPU inference the blocks run on NVTC activations (`activation_layout`), where
-the graph unit applies each `conv_d` before the aggregation and adds its bias after it: the
-same sum as upstream's order, as plain GEMMs on the stored order (`AdaptiveGraphConv`).
+"Round 16"). On CPU without attention blocks the blocks run on NVTC activations
+(`activation_layout`), where the graph unit's products are batched GEMMs on the stored order
+(`AdaptiveGraphConv`; benchmarks/README.md "Round 17", "Round 20").
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class SubsetConv(nn.Module):
     `reduce=True` applies conv k to input slice k and sums over k (upstream
     `y = Σ_k conv_d[k](z_k)`), as one matmul over (K, C). `per_subset=True` returns
     `([x @ kernel[k] for k], bias_KO)` for channels-last `x` of any layout, leaving the bias to
-    the caller (the NVTC unit adds conv_d's after its aggregation, where upstream has it).
+    the caller (the NVTC unit's θ and φ).
     """
 
     num_subsets: int
@@ -135,12 +135,12 @@ class AdaptiveGraphConv(nn.Module):
 
     Returns `(y, attn_NKVV)` where `attn[n, k, v, w]` is `C_k` (columns sum to 1 over v) and
     `y` is in the input's `layout`: `x_NTVC`, or `x_NVTC` (the CPU's, `AGCN.activation_layout`).
-    On NVTC each sample's V axis leads its rows, so every product is a plain GEMM on the
-    stored order: per subset, `x @ W_k` (conv_d before the aggregation: the same sum, since
-    `W_k` acts on channels and the graph on joints; its bias is added after, as upstream),
-    then one GEMM per sample `graph_k^T (V, V) @ (V, T·C)`. On NTVC the aggregation einsum
-    makes XLA transpose the activations around it. NVTC is `AGCN`'s CPU inference layout
-    (benchmarks/README.md "Round 17").
+    On NVTC each sample's V axis leads its rows, so the products are GEMMs on the stored
+    order: θ and φ per subset, their logits `(V, T·C_e) @ (T·C_e, V)` per sample and subset,
+    the aggregation of all K subsets as one `(K·W, V) @ (V, T·C)` GEMM per sample, and conv_d
+    as one GEMM over (K, C) after moving K next to the channels. On NTVC the einsums make XLA
+    transpose θ, φ, x and the aggregated activations around them. NVTC is `AGCN`'s CPU layout
+    (benchmarks/README.md "Round 17", "Round 20").
     """
 
     features: int
@@ -197,13 +197,19 @@ class AdaptiveGraphConv(nn.Module):
                 for k in range(self.num_subsets)], axis=1) * scale
             attn_NKVV = jax.nn.softmax(logits_NKVV, axis=-2)  # nn.Softmax(-2): source joints
             graph_NKVV = (attn_NKVV + graph_KVV[None]).astype(self.dtype)
-            d_K, d_b = SubsetConv(self.num_subsets, self.features, per_subset=True, **conv_d)(x)
-            # y[n, w] = Σ_k Σ_v graph[n, k, v, w] · (x W_k)[n, v]: contract V, batch n
-            y = sum(lax.dot_general(graph_NKVV[:, k], d_K[k].reshape(n, num_nodes, -1),
-                                    (((1,), (1,)), ((0,), (0,))))
-                    for k in range(self.num_subsets))
-            y = y.reshape(n, num_nodes, num_frames, self.features)
-            y = y + layers.per_channel(d_b.sum(0), y)
+            # Upstream's order, aggregate then conv_d: z[n, k, w] = Σ_v graph[n, k, v, w] x[n, v]
+            # for the K subsets in one (K·W, V) @ (V, T·C) GEMM per sample, then (K, C) moved
+            # next to each other for conv_d's one (K·C)-deep GEMM. Per-subset conv_d products
+            # before the aggregation (round 17's form) cost K GEMMs and a pass summing them:
+            # NTU T=300 train step 3% and eval forward 4% slower (benchmarks/README.md
+            # "Round 20").
+            k_n = self.num_subsets
+            g_NKWV = jnp.swapaxes(graph_NKVV, 2, 3).reshape(n, k_n * num_nodes, num_nodes)
+            z = lax.dot_general(g_NKWV, x.astype(self.dtype).reshape(n, num_nodes, -1),
+                                (((2,), (1,)), ((0,), (0,))))
+            z_NWTKC = z.reshape(n, k_n, num_nodes, num_frames, in_features).transpose(
+                0, 2, 3, 1, 4)
+            y = SubsetConv(k_n, self.features, reduce=True, **conv_d)(z_NWTKC)
         y = _batch_norm("bn", train, self.dtype, nn.initializers.constant(1e-6), self.bn_impl)(y)
         if in_features != self.features:
             down = layers.Conv1x1(self.features, kernel_init=_conv_fan_out_init(),
@@ -317,8 +323,8 @@ class AGCN(nn.Module):
     blocks: Sequence[tuple[int, int, bool]] = AGCN_BLOCKS  # (width, stride, residual)
     # Execution formulations, as in model.AMSTGCN (same values and variables; "auto" picks
     # per backend): the temporal convs, the BatchNorms' training backward, stored outputs, and
-    # the blocks' activation layout: "NVTC" (`AdaptiveGraphConv`; "auto" in CPU inference
-    # without attention blocks) or "NTVC" (elsewhere; the attention blocks' layout).
+    # the blocks' activation layout: "NVTC" (`AdaptiveGraphConv`; "auto" on CPU without
+    # attention blocks) or "NTVC" (elsewhere; the attention blocks' layout).
     tcn_impl: str = "auto"
     bn_impl: str = "auto"
     block_output: str = "auto"
@@ -347,12 +353,11 @@ class AGCN(nn.Module):
         placements = _attention_by_block(self.attention, self.layer_indexing, len(self.blocks))
         layout = self.activation_layout
         if layout == "auto":
-            # NVTC: NTU T=300 batch 4 CPU eval forward 1.51 against 1.69 s; the train step is
-            # 3-5% slower on it (its per-subset products are summed by extra passes), so
-            # training stays NTVC (benchmarks/README.md "Round 17")
+            # NVTC on CPU: NTU T=300 batch 4 eval forward 1.51 against 1.69 s (round 17), train
+            # step 3-5% faster since round 20's aggregation (benchmarks/README.md "Round 20")
             attended = any(s or t for s, t in placements)
             cpu = jax.default_backend() == "cpu"
-            layout = "NVTC" if cpu and not train and not attended else "NTVC"
+            layout = "NVTC" if cpu and not attended else "NTVC"
         if layout not in ("NTVC", "NVTC"):
             raise ValueError(f"AGCN: activation_layout must be 'auto', 'NTVC' or 'NVTC', got "
                              f"{self.activation_layout!r}")

@@ -345,7 +345,7 @@ def test_adjacency_is_the_2s_agcn_spatial_graph():
 
 
 def test_cpu_formulations_match_the_plain_xla_ones():
-    """The formulations AGCN picks on CPU (NVTC activations with conv_d before the aggregation,
+    """The formulations AGCN picks on CPU (NVTC activations, the aggregation as one GEMM,
     FFT temporal convs, the BatchNorms' written-out backward, stored block outputs; 1x1 convs
     as GEMMs always) give the logits, every block's features, the gradients and the batch
     statistics of the plain XLA ones (NTVC, `lax.conv`, autodiff, fused outputs), a strided
@@ -393,11 +393,10 @@ def test_cpu_formulations_match_the_plain_xla_ones():
         jax.eval_shape(lambda: AGCN(activation_layout="VNTC", **kw).init(jax.random.key(0), x))
 
 
-def test_activation_layout_auto_is_nvtc_in_cpu_inference_without_attention():
-    """On CPU "auto" runs inference on NVTC (the adaptive graph's GEMMs without transposes of
-    the activations around them) unless attention blocks are placed, which run on NTVC;
-    training stays NTVC (faster there); an explicit NVTC with attention is refused rather
-    than silently transposed."""
+def test_activation_layout_auto_is_nvtc_on_cpu_without_attention():
+    """On CPU "auto" trains and infers on NVTC (the adaptive graph's GEMMs with fewer
+    transposes around them) unless attention blocks are placed, which run on NTVC; an
+    explicit NVTC with attention is refused rather than silently transposed."""
     x = _x(v=20, t=12)
     kw = dict(num_classes=5, layout="nw-ucla", blocks=TINY)
 
@@ -408,7 +407,8 @@ def test_activation_layout_auto_is_nvtc_in_cpu_inference_without_attention():
 
     nvtc, ntvc = AGCN(activation_layout="NVTC", **kw), AGCN(activation_layout="NTVC", **kw)
     assert transposes(AGCN(**kw)) == transposes(nvtc) < transposes(ntvc)
-    assert transposes(AGCN(**kw), train=True) == transposes(ntvc, train=True)
+    assert transposes(AGCN(**kw), train=True) == transposes(nvtc, train=True) < transposes(
+        ntvc, train=True)
     attended = dict(kw, attention=(("nonlocal", "convt", 1, 1),))
     assert transposes(AGCN(**attended)) == transposes(AGCN(activation_layout="NTVC", **attended))
     with pytest.raises(ValueError, match="attention blocks run on NTVC"):
