@@ -289,6 +289,42 @@ def kernel_category(kernel: str, desc: str) -> str:
     return "other"
 
 
+def host_timeline(events, asynchronous=lambda op: False):
+    """Concurrency of XLA:CPU's traced thunks and the idle time after each.
+
+    `events`: (start_ns, end_ns, op name) of every thunk, all threads. Returns (`running`,
+    `idle_after`): `running[k]` = ns during which exactly k thunks were traced as running (k
+    = 2 means both cores of this VM had one), `idle_after[op]` = ns of the gaps with none
+    traced that are `op`'s: the last `asynchronous(op)` thunk to start since the previous gap,
+    else the thunk that finished last before the gap.
+
+    Why: XLA:CPU's Eigen dots (batched and complex GEMMs, and the products Eigen takes
+    instead of YNNPACK) can complete asynchronously: their trace event ends when the
+    contraction is enqueued, and the work goes on untraced while independent thunks run and
+    until the dot's consumers start. In the ST-GCN NTU step a complex GEMM of block 7 showed
+    2.5-5 ms traced and 97-109 ms with nothing traced after it; alone the same product takes
+    60-115 ms (benchmarks/README.md, "Round 21"). The per-op tables add each gap to its op."""
+    points = sorted([(s, 1, i) for i, (s, _, _) in enumerate(events)]
+                    + [(e, -1, i) for i, (_, e, _) in enumerate(events)])
+    running, idle_after = collections.Counter(), collections.Counter()
+    active, last_t, last_done, last_async = 0, None, None, None
+    for t, delta, i in points:
+        if last_t is not None:
+            running[active] += t - last_t
+            owner = last_async if last_async is not None else last_done
+            if active == 0 and owner is not None:
+                idle_after[events[owner][2]] += t - last_t
+        if delta > 0 and active == 0 and last_t is not None and t > last_t:
+            last_async = None  # after a gap: that async work has been waited for
+        active += delta
+        if delta > 0 and asynchronous(events[i][2]):
+            last_async = i
+        if delta < 0:
+            last_done = i
+        last_t = t
+    return running, idle_after
+
+
 def profile_variant(variant, steps: int, top: int, outdir: Path | None):
     import jax
     from jax.profiler import ProfileData
@@ -306,6 +342,7 @@ def profile_variant(variant, steps: int, top: int, outdir: Path | None):
     by_line, by_op, by_kernel = collections.Counter(), collections.Counter(), collections.Counter()
     instrs, comps = hlo_index(variant["hlo"])
     on_host = not any(p.name.startswith("/device:") for p in data.planes)
+    host_events = []
     for plane in data.planes:
         if on_host and plane.name.startswith("/host:CPU"):
             # XLA:CPU with --xla_cpu_enable_xprof_traceme: one event per HLO thunk, on the
@@ -314,6 +351,7 @@ def profile_variant(variant, steps: int, top: int, outdir: Path | None):
                 for e in line.events:
                     if e.name in instrs:
                         by_kernel[e.name] += e.duration_ns
+                        host_events.append((e.start_ns, e.start_ns + e.duration_ns, e.name))
             continue
         if not plane.name.startswith("/device:"):
             continue
@@ -328,6 +366,8 @@ def profile_variant(variant, steps: int, top: int, outdir: Path | None):
                     by_kernel[e.name[:120]] += e.duration_ns
     total_ops = sum(by_op.values()) or 1
     per_step_ms = {k: v / steps / 1e6 for k, v in by_line.items()}
+    running, idle_after = (host_timeline(host_events, lambda op: instrs[op][0] == "dot")
+                           if host_events else ({}, {}))
     cats = collections.Counter()
     rows = []
     for op, ns in by_op.most_common():
@@ -335,13 +375,15 @@ def profile_variant(variant, steps: int, top: int, outdir: Path | None):
         cats[category(op, desc)] += ns
         rows.append((op, ns, desc))
     kernel_rows = []
-    for k, ns in by_kernel.most_common():
+    # On the host, each op's time includes the idle time after it (`host_timeline`).
+    with_idle = collections.Counter({k: ns + idle_after.get(k, 0) for k, ns in by_kernel.items()})
+    for k, ns in with_idle.most_common():
         hlo_name = re.sub(r"_(\d+)$", r".\1", k)  # kernel 'loop_pad_fusion_47' = HLO '.47'
         desc = describe(hlo_name if hlo_name in instrs else k, instrs, comps)
         kernel_rows.append((k, ns, desc))
         if not by_op:  # no "XLA Ops" line in this trace: categorise the kernels instead
             cats[kernel_category(k, desc)] += ns
-    total_ops = total_ops if by_op else (sum(by_kernel.values()) or 1)
+    total_ops = total_ops if by_op else (sum(with_idle.values()) or 1)
     lines = [f"== profile {variant['name']}: {steps} steps, wall {wall / steps * 1e3:.2f} ms/step",
              "lines (ms/step): " + "; ".join(f"{k}: {v:.2f}" for k, v in per_step_ms.items()),
              "categories (ms/step, share of XLA-op time):"]
@@ -350,13 +392,21 @@ def profile_variant(variant, steps: int, top: int, outdir: Path | None):
     lines.append(f"top {top} XLA ops (ms/step, share):")
     lines += [f"  {ns / steps / 1e6:7.3f} {100 * ns / total_ops:5.1f}%  {op}: {desc[:220]}"
               for op, ns, desc in rows[:top]]
-    lines.append(f"kernels (ms/step; {sum(by_kernel.values()) / steps / 1e6:.2f} in all):")
+    lines.append(f"kernels (ms/step; {sum(with_idle.values()) / steps / 1e6:.2f} in all):")
     if on_host:
         # Measured: an op's time here includes any time it shared the cores with another
         # (a GEMM showed 191 ms in the step and ~100 ms alone); A/B the step, not the op.
+        lines.insert(2, "host timeline (ms/step): " + ", ".join(
+            f"{k} thunks running {ns / steps / 1e6:.1f}"
+            for k, ns in sorted(running.items())) + "; idle after Eigen dots "
+            f"{sum(ns for k, ns in idle_after.items() if k.startswith('dot')) / steps / 1e6:.1f}")
         lines.append("  (XLA:CPU runs independent thunks concurrently: these times overlap and "
-                     "rank ops, but an op's own cost needs an isolated or whole-step A/B)")
-    lines += [f"  {ns / steps / 1e6:7.3f}  {k[:90]}" + (f"  <- {desc[:200]}" if desc else "")
+                     "rank ops, but an op's own cost needs an isolated or whole-step A/B; each "
+                     "op's time includes the idle time after it, shown as '+ idle')")
+    idle_ms = {k: ns / steps / 1e6 for k, ns in idle_after.items()}
+    lines += [f"  {ns / steps / 1e6:7.3f}  {k[:90]}"
+              + (f" (+ idle {idle_ms[k]:.1f})" if idle_ms.get(k, 0) >= 0.1 else "")
+              + (f"  <- {desc[:200]}" if desc else "")
               for k, ns, desc in kernel_rows]
     report = "\n".join(lines)
     print("\n".join(lines[:48]), flush=True)
@@ -364,6 +414,7 @@ def profile_variant(variant, steps: int, top: int, outdir: Path | None):
         (outdir / f"profile_{variant['name']}.txt").write_text(report + "\n")
     return {"wall_ms_per_step": wall / steps * 1e3,
             "categories_ms_per_step": {c: ns / steps / 1e6 for c, ns in cats.items()},
+            "host_thunks_running_ms_per_step": {k: ns / steps / 1e6 for k, ns in running.items()},
             "lines_ms_per_step": per_step_ms,
             "top_ops": [{"op": op, "ms_per_step": ns / steps / 1e6, "what": desc[:300]}
                         for op, ns, desc in rows[:top]]}

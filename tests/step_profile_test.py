@@ -114,3 +114,20 @@ def test_agcn_backbone_and_its_model_flop_count():
     assert _dot_flops(jaxpr.jaxpr) == expected
     with pytest.raises(SystemExit, match="backbone"):
         step_profile.typed(step_profile.parse_spec("backbone=resnet"))
+
+
+def test_host_timeline_counts_concurrency_and_gives_each_gap_to_the_op_before_it():
+    # a: 0-10, b: 5-20 (overlaps a), gap 20-50 after b, c: 50-60, gap 60-70 after c, d: 70-80.
+    events = [(0, 10, "a"), (5, 20, "b"), (50, 60, "c"), (70, 80, "d")]
+    running, idle_after = step_profile.host_timeline(events)
+    assert running[2] == 5 and running[1] == 5 + 10 + 10 + 10 and running[0] == 30 + 10
+    assert idle_after == {"b": 30, "c": 10}
+    # A gap belongs to the op that finished last, not the one that started last.
+    running, idle_after = step_profile.host_timeline([(0, 30, "long"), (5, 10, "short"),
+                                                      (40, 41, "next")])
+    assert idle_after == {"long": 10} and running[2] == 5
+    # An asynchronous op (an Eigen dot whose work goes on untraced) owns the gaps of its busy
+    # period, even when other thunks finish after it; the next busy period starts afresh.
+    events = [(0, 2, "dot"), (1, 6, "dus"), (10, 12, "add"), (20, 21, "mul")]
+    running, idle_after = step_profile.host_timeline(events, lambda op: op == "dot")
+    assert idle_after == {"dot": 4, "add": 8} and running[0] == 12
