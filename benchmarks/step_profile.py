@@ -289,14 +289,15 @@ def kernel_category(kernel: str, desc: str) -> str:
     return "other"
 
 
-def host_timeline(events, asynchronous=lambda op: False):
+def host_timeline(events, asynchronous=lambda op: False, settle_ns: int = 50_000):
     """Concurrency of XLA:CPU's traced thunks and the idle time after each.
 
     `events`: (start_ns, end_ns, op name) of every thunk, all threads. Returns (`running`,
     `idle_after`): `running[k]` = ns during which exactly k thunks were traced as running (k
     = 2 means both cores of this VM had one), `idle_after[op]` = ns of the gaps with none
-    traced that are `op`'s: the last `asynchronous(op)` thunk to start since the previous gap,
-    else the thunk that finished last before the gap.
+    traced that are `op`'s: the last `asynchronous(op)` thunk to start since the previous gap
+    of at least `settle_ns`, else the thunk that finished last before the gap. (Between two
+    thunks the executor idles for a few microseconds, while an asynchronous dot goes on.)
 
     Why: XLA:CPU's Eigen dots (batched and complex GEMMs, and the products Eigen takes
     instead of YNNPACK) can complete asynchronously: their trace event ends when the
@@ -314,8 +315,8 @@ def host_timeline(events, asynchronous=lambda op: False):
             owner = last_async if last_async is not None else last_done
             if active == 0 and owner is not None:
                 idle_after[events[owner][2]] += t - last_t
-        if delta > 0 and active == 0 and last_t is not None and t > last_t:
-            last_async = None  # after a gap: that async work has been waited for
+        if delta > 0 and active == 0 and last_t is not None and t - last_t >= settle_ns:
+            last_async = None  # after a real gap: that async work has been waited for
         active += delta
         if delta > 0 and asynchronous(events[i][2]):
             last_async = i
