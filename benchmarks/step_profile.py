@@ -302,9 +302,10 @@ def host_timeline(events, asynchronous=lambda op: False, settle_ns: int = 50_000
     Why: XLA:CPU's Eigen dots (batched and complex GEMMs, and the products Eigen takes
     instead of YNNPACK) can complete asynchronously: their trace event ends when the
     contraction is enqueued, and the work goes on untraced while independent thunks run and
-    until the dot's consumers start. In the ST-GCN NTU step a complex GEMM of block 7 showed
-    2.5-5 ms traced and 97-109 ms with nothing traced after it; alone the same product takes
-    60-115 ms (benchmarks/README.md, "Round 21"). The per-op tables add each gap to its op."""
+    until the dot's consumers start. In the ST-GCN NTU step block 7's complex GEMMs showed
+    3-6 ms traced and 96-103 ms with nothing traced after them; alone the forward product
+    takes 99-112 ms (benchmarks/README.md, "Round 21"). The per-op tables add each gap to
+    its op."""
     points = sorted([(s, 1, i) for i, (s, _, _) in enumerate(events)]
                     + [(e, -1, i) for i, (_, e, _) in enumerate(events)])
     running, idle_after = collections.Counter(), collections.Counter()
@@ -367,8 +368,10 @@ def profile_variant(variant, steps: int, top: int, outdir: Path | None):
                     by_kernel[e.name[:120]] += e.duration_ns
     total_ops = sum(by_op.values()) or 1
     per_step_ms = {k: v / steps / 1e6 for k, v in by_line.items()}
-    running, idle_after = (host_timeline(host_events, lambda op: instrs[op][0] == "dot")
-                           if host_events else ({}, {}))
+    def eigen_dot(op):  # XLA:CPU's "dot" thunks run on Eigen; YNNPACK's are fusions
+        return instrs[op][0] == "dot"
+
+    running, idle_after = (host_timeline(host_events, eigen_dot) if host_events else ({}, {}))
     cats = collections.Counter()
     rows = []
     for op, ns in by_op.most_common():
@@ -400,7 +403,7 @@ def profile_variant(variant, steps: int, top: int, outdir: Path | None):
         lines.insert(2, "host timeline (ms/step): " + ", ".join(
             f"{k} thunks running {ns / steps / 1e6:.1f}"
             for k, ns in sorted(running.items())) + "; idle after Eigen dots "
-            f"{sum(ns for k, ns in idle_after.items() if k.startswith('dot')) / steps / 1e6:.1f}")
+            f"{sum(ns for k, ns in idle_after.items() if eigen_dot(k)) / steps / 1e6:.1f}")
         lines.append("  (XLA:CPU runs independent thunks concurrently: these times overlap and "
                      "rank ops, but an op's own cost needs an isolated or whole-step A/B; each "
                      "op's time includes the idle time after it, shown as '+ idle')")
