@@ -368,6 +368,7 @@ def profile_variant(variant, steps: int, top: int, outdir: Path | None):
                     by_kernel[e.name[:120]] += e.duration_ns
     total_ops = sum(by_op.values()) or 1
     per_step_ms = {k: v / steps / 1e6 for k, v in by_line.items()}
+
     def eigen_dot(op):  # XLA:CPU's "dot" thunks run on Eigen; YNNPACK's are fusions
         return instrs[op][0] == "dot"
 
@@ -389,8 +390,13 @@ def profile_variant(variant, steps: int, top: int, outdir: Path | None):
             cats[kernel_category(k, desc)] += ns
     total_ops = total_ops if by_op else (sum(with_idle.values()) or 1)
     lines = [f"== profile {variant['name']}: {steps} steps, wall {wall / steps * 1e3:.2f} ms/step",
-             "lines (ms/step): " + "; ".join(f"{k}: {v:.2f}" for k, v in per_step_ms.items()),
-             "categories (ms/step, share of XLA-op time):"]
+             "lines (ms/step): " + "; ".join(f"{k}: {v:.2f}" for k, v in per_step_ms.items())]
+    if on_host:
+        lines.append("host timeline (ms/step): " + ", ".join(
+            f"{k} thunks running {ns / steps / 1e6:.1f}" for k, ns in sorted(running.items()))
+            + "; idle after Eigen dots "
+            f"{sum(ns for k, ns in idle_after.items() if eigen_dot(k)) / steps / 1e6:.1f}")
+    lines.append("categories (ms/step, share of XLA-op time):")
     lines += [f"  {c:24s} {ns / steps / 1e6:8.2f}  {100 * ns / total_ops:5.1f}%"
               for c, ns in cats.most_common()]
     lines.append(f"top {top} XLA ops (ms/step, share):")
@@ -400,10 +406,6 @@ def profile_variant(variant, steps: int, top: int, outdir: Path | None):
     if on_host:
         # Measured: an op's time here includes any time it shared the cores with another
         # (a GEMM showed 191 ms in the step and ~100 ms alone); A/B the step, not the op.
-        lines.insert(2, "host timeline (ms/step): " + ", ".join(
-            f"{k} thunks running {ns / steps / 1e6:.1f}"
-            for k, ns in sorted(running.items())) + "; idle after Eigen dots "
-            f"{sum(ns for k, ns in idle_after.items() if eigen_dot(k)) / steps / 1e6:.1f}")
         lines.append("  (XLA:CPU runs independent thunks concurrently: these times overlap and "
                      "rank ops, but an op's own cost needs an isolated or whole-step A/B; each "
                      "op's time includes the idle time after it, shown as '+ idle')")
