@@ -621,18 +621,27 @@ def dropout_bits(rate: float) -> int:
     return 16
 
 
-def dropout_keep_mask(key, rate: float, shape: tuple[int, ...]):
+def dropout_keep_mask(key, rate: float, shape: tuple[int, ...], layout: str | None = None):
     """Boolean keep mask, P(False) = `rate` per element, from `dropout_bits(rate)` bits each.
 
     `bernoulli` draws one 32-bit threefry word per element; at rate 0.5 one word serves 32
     elements here. The words have `shape`'s leading dims (so a sharded batch axis stays
     sharded) and are spread along the last axis: element c of a row reads field c mod k of
-    word c // k, k = 32 // b.
+    word c // k, k = 32 // b. With a `layout` (one of `TIME_AXES`; `shape` is then in it) the
+    words are drawn in NTVC order and transposed, so a key drops the same elements of the
+    activations in every layout: a model's layout can follow the device count
+    (`model.AMSTGCN.batch_shards`) without changing its training run. The words are 1/32 of
+    the elements at rate 0.5, so their transpose is cheap.
     """
     b = dropout_bits(rate)
     per_word = 32 // b
     c = shape[-1]
-    words = jax.random.bits(key, tuple(shape[:-1]) + (-(-c // per_word),), jnp.uint32)
+    words_shape = tuple(shape[:-1]) + (-(-c // per_word),)
+    if layout is None or _TO_NTVC[layout] is None:
+        words = jax.random.bits(key, words_shape, jnp.uint32)
+    else:
+        ntvc_shape = tuple(words_shape[i] for i in _TO_NTVC[layout])
+        words = from_ntvc(jax.random.bits(key, ntvc_shape, jnp.uint32), layout)
     shifts = (jnp.arange(per_word, dtype=jnp.uint32) * b).reshape((1,) * len(shape) + (-1,))
     fields = (words[..., None] >> shifts) & jnp.uint32(2 ** b - 1)
     fields = fields.reshape(tuple(shape[:-1]) + (-1,))[..., :c]
@@ -646,12 +655,14 @@ class Dropout(nn.Module):
     Deliberate difference from `nn.Dropout`: the mask spends `dropout_bits(rate)` random bits
     per element instead of 32 (`dropout_keep_mask`), which took threefry from ~5% of the XLA:CPU
     training step. Masks differ from `nn.Dropout`'s for the same key; the distribution does not
-    (exactly `rate` when rate·2^16 is an integer, as for the configs' 0.5).
+    (exactly `rate` when rate·2^16 is an integer, as for the configs' 0.5). With a `layout`
+    (x's, one of `TIME_AXES`) the mask is the same for x_NTVC in every layout.
     """
 
     rate: float
     deterministic: bool | None = None
     rng_collection: str = "dropout"
+    layout: str | None = None
 
     @nn.compact
     def __call__(self, x, deterministic: bool | None = None):
@@ -662,7 +673,8 @@ class Dropout(nn.Module):
             raise ValueError(f"Dropout: rate must be in [0, 1], got {self.rate}")
         if self.rate == 1.0:
             return jnp.zeros_like(x)
-        keep = dropout_keep_mask(self.make_rng(self.rng_collection), self.rate, x.shape)
+        keep = dropout_keep_mask(self.make_rng(self.rng_collection), self.rate, x.shape,
+                                 self.layout)
         return lax.select(keep, x / jnp.asarray(1.0 - self.rate, x.dtype), jnp.zeros_like(x))
 
 
@@ -735,7 +747,7 @@ class STGCNBlock(nn.Module):
                          layout, name="tcn_conv")(y, train)
         y = batch_norm(train, "tcn_bn1", dtype, bn_impl=self.bn_impl)(y)
         if self.dropout > 0:
-            y = Dropout(self.dropout, deterministic=not train)(y)
+            y = Dropout(self.dropout, deterministic=not train, layout=layout)(y)
         y = self._attend(y, "convt", self.attention_convt, train)
         if res is not None:
             y = y + res

@@ -347,6 +347,25 @@ def test_dropout_determinism_and_identity_cases():
     assert h.dtype == jnp.bfloat16
 
 
+@pytest.mark.parametrize("layout", ["VNTC", "NVTC"])
+@pytest.mark.parametrize("rate", [0.5, 0.3])  # one word per 32 / per 2 elements
+def test_dropout_mask_is_the_same_in_every_layout(layout, rate):
+    """With its `layout` the mask is drawn in NTVC order: the same key drops the same
+    elements of x_NTVC whatever layout the activations are in (C = 40 leaves a word partly
+    used)."""
+    x_NTVC = _rand(13, (3, 7, 5, 40)) + 2.0  # no zeros before dropout
+    rngs = {"dropout": jax.random.key(4)}
+    ref = Dropout(rate, layout="NTVC").apply({}, x_NTVC, deterministic=False, rngs=rngs)
+    np.testing.assert_array_equal(ref, Dropout(rate).apply({}, x_NTVC, deterministic=False,
+                                                           rngs=rngs))
+    y = Dropout(rate, layout=layout).apply({}, from_ntvc(x_NTVC, layout), deterministic=False,
+                                           rngs=rngs)
+    np.testing.assert_array_equal(to_ntvc(y, layout), ref)
+    # without the layout the mask follows the stored order: a different drop pattern
+    plain = Dropout(rate).apply({}, from_ntvc(x_NTVC, layout), deterministic=False, rngs=rngs)
+    assert not np.array_equal(to_ntvc(plain, layout) == 0, np.asarray(ref) == 0)
+
+
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("custom_backward", [True, False])
 @pytest.mark.parametrize("shape", [(6, 7, 5, 16), (4, 9, 75)])
