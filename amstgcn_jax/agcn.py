@@ -324,11 +324,15 @@ class AGCN(nn.Module):
     # Execution formulations, as in model.AMSTGCN (same values and variables; "auto" picks
     # per backend): the temporal convs, the BatchNorms' training backward, stored outputs, and
     # the blocks' activation layout: "NVTC" (`AdaptiveGraphConv`; "auto" on CPU without
-    # attention blocks) or "NTVC" (elsewhere; the attention blocks' layout).
+    # attention blocks) or "NTVC" (elsewhere; the attention blocks' layout). `batch_shards`:
+    # devices splitting the batch; above 1 "auto" temporal convs are `lax.conv`, since XLA's
+    # SPMD partitioner all-gathers the global batch around the FFT conv (44 gathers in a
+    # 2-device NTU step, none with conv; `model.mesh_auto`). NVTC splits as it is.
     tcn_impl: str = "auto"
     bn_impl: str = "auto"
     block_output: str = "auto"
     activation_layout: str = "auto"
+    batch_shards: int = 1
     dtype: Any = "float32"
 
     @nn.compact
@@ -351,6 +355,9 @@ class AGCN(nn.Module):
                 f"{self.layout!r} (V={adj_KVV.shape[-1]}) and in_channels={self.in_channels}"
             )
         placements = _attention_by_block(self.attention, self.layer_indexing, len(self.blocks))
+        if self.batch_shards < 1:
+            raise ValueError(f"AGCN: batch_shards must be >= 1, got {self.batch_shards}")
+        tcn_impl = "conv" if self.batch_shards > 1 and self.tcn_impl == "auto" else self.tcn_impl
         layout = self.activation_layout
         if layout == "auto":
             # NVTC on CPU: NTU T=300 batch 4 eval forward 1.51 against 1.69 s (round 17), train
@@ -381,7 +388,7 @@ class AGCN(nn.Module):
                 residual,
                 attention_convs=att_s,
                 attention_convt=att_t,
-                tcn_impl=self.tcn_impl,
+                tcn_impl=tcn_impl,
                 bn_impl=self.bn_impl,
                 block_output=self.block_output,
                 layout=layout,

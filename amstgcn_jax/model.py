@@ -147,8 +147,13 @@ class AMSTGCN(nn.Module):
     stored once or left to XLA to recompute in its consumers ("auto": stored on CPU | "stored"
     | "fused", `layers.store`); `blocks` lists
     (out channels, stride, residual) per block (default: the upstream 10). None of these
-    changes the params or (beyond float rounding) the outputs; the dropout masks differ between
-    layouts.
+    changes the params, the dropout masks or (beyond float rounding) the outputs.
+
+    `batch_shards` is how many devices split the batch (the trainer passes its mesh size).
+    Above 1, "auto" takes the formulations XLA's SPMD partitioner splits along the batch:
+    NTVC activations (kron/factored graph convs) and `lax.conv` temporal convs. On the V-major
+    graph convs and the FFT conv it all-gathers the global batch and computes them whole on
+    every device (`mesh_auto`; benchmarks/README.md, "Round 22").
     """
 
     num_classes: int = 60
@@ -169,6 +174,7 @@ class AMSTGCN(nn.Module):
     activation_layout: str = "auto"
     bn_impl: str = "auto"
     block_output: str = "auto"
+    batch_shards: int = 1
     dtype: Any = "float32"
 
     def _block_attention(self) -> list[tuple[list, list]]:
@@ -217,9 +223,11 @@ class AMSTGCN(nn.Module):
         for features, stride, _ in self.blocks:
             row_elements.append(n * m * t_in * min(c_in, features))  # the aggregated width
             t_in, c_in = (t_in - 1) // stride + 1, features
-        gcn_impls = gcn_impls_for(self.gcn_impl, self.blocks, v, self.activation_layout,
+        activation_layout, tcn_impl = mesh_auto(self.activation_layout, self.tcn_impl,
+                                                self.batch_shards)
+        gcn_impls = gcn_impls_for(self.gcn_impl, self.blocks, v, activation_layout,
                                   row_elements)
-        layouts = block_layouts_for(self.activation_layout, gcn_impls)
+        layouts = block_layouts_for(activation_layout, gcn_impls)
         # edge_importance multiplies A entrywise: A ⊙ M is zero wherever A is.
         support = graph_sparse.support_of(adj_np) if "sparse" in gcn_impls else None
         # Blocks run on x_VNTC = (V, N·M, T, C) in that layout; `out` keeps x_NTVC. Where the
@@ -236,7 +244,7 @@ class AMSTGCN(nn.Module):
             x = STGCNBlock(
                 features, adj_KVV.shape[0], stride, residual,
                 dropout=0.0 if i == 0 else self.dropout,  # upstream block 0 gets no dropout
-                temporal_kernel=self.temporal_kernel, tcn_impl=self.tcn_impl,
+                temporal_kernel=self.temporal_kernel, tcn_impl=tcn_impl,
                 gcn_impl=gcn_impls[i],
                 gcn_support=support if gcn_impls[i] == "sparse" else None,
                 bn_impl=self.bn_impl, block_output=self.block_output,
@@ -278,6 +286,24 @@ KRON_MAX_WIDTH = 4608
 # row) trained at 52 instead of 74 clips/s. NTU's 3-channel first block (7,200) stays dense,
 # and small models also compile 3x faster dense (0.2 vs 0.6 s per block).
 SPARSE_MIN_ROW_ELEMENTS = 2 ** 15
+
+
+def mesh_auto(activation_layout: str, tcn_impl: str, batch_shards: int) -> tuple[str, str]:
+    """`(activation_layout, tcn_impl)` with "auto" resolved for a batch split over
+    `batch_shards` devices: unchanged on one, else NTVC and "conv".
+
+    Why: in a compiled 2-device NTU train step XLA's SPMD partitioner inserted 47 all-gathers
+    with the CPU defaults (V-major graph convs, whose GEMM rows merge V above the sharded
+    batch axis, and the FFT conv, whose FFTs it replicates), 9 with the GPU ones (the sparse
+    256-channel blocks), and none with these two (benchmarks/README.md, "Round 22"). Each
+    gather makes every device compute that op for the whole global batch.
+    """
+    if batch_shards < 1:
+        raise ValueError(f"batch_shards must be >= 1, got {batch_shards}")
+    if batch_shards == 1:
+        return activation_layout, tcn_impl
+    return ("NTVC" if activation_layout == "auto" else activation_layout,
+            "conv" if tcn_impl == "auto" else tcn_impl)
 
 
 def gcn_impls_for(gcn_impl, blocks, num_nodes: int, activation_layout: str = "auto",

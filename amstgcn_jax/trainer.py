@@ -94,10 +94,17 @@ def slow_dtype_warning(backend: str, dtype) -> str | None:
     return None
 
 
-def make_model(model_config):
-    """`get_model(**config.model)`; `None` fields (unset placeholders) are left to the variant."""
+def make_model(model_config, batch_shards: int = 1):
+    """`get_model(**config.model)`; `None` fields (unset placeholders) are left to the variant.
+
+    `batch_shards`: the devices the batch is split over (the mesh size), for the models'
+    "auto" formulations (`model.mesh_auto`) unless `config.model` sets it. It changes no
+    params, dropout masks or (beyond float rounding) outputs.
+    """
     from amstgcn_jax import model as model_lib  # the model zoo; imported late for light tests
-    return model_lib.get_model(**{k: v for k, v in dict(model_config).items() if v is not None})
+    kwargs = {k: v for k, v in dict(model_config).items() if v is not None}
+    kwargs.setdefault("batch_shards", batch_shards)
+    return model_lib.get_model(**kwargs)
 
 
 def _make_learning_rate_fn(optim_config, steps_per_epoch):
@@ -144,7 +151,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     if config.get("max_steps", -1) and config.max_steps > 0:
         total_steps = min(total_steps, config.max_steps)
 
-    model = make_model(config.model)
+    model = make_model(config.model, batch_shards=mesh.size)
     learning_rate_fn = _make_learning_rate_fn(config.optim, steps_per_epoch)
     tx = optim.make_optimizer(learning_rate_fn=learning_rate_fn, momentum=config.optim.momentum,
                               nesterov=config.optim.nesterov,
@@ -300,8 +307,9 @@ def _write_attention_plot(workdir: Path, model, state, data, layout) -> None:
         logging.info("no attention plot: %s", e)
 
 
-def load_checkpoint_model(model_config, checkpoint):
-    """`(model, variables, model_config)` for evaluation from any supported checkpoint.
+def load_checkpoint_model(model_config, checkpoint, batch_shards: int = 1):
+    """`(model, variables, model_config)` for evaluation from any supported checkpoint, with
+    the batch split over `batch_shards` devices (`make_model`).
 
     `checkpoint`: one of our orbax checkpoints (a workdir, its `checkpoints/` or `best/`, or one
     step dir; the model comes from `model_config`), a PyTorch ST-GCN / 2s-AGCN `.pt` state dict
@@ -322,7 +330,7 @@ def load_checkpoint_model(model_config, checkpoint):
         model_config = dict(model_config)
     else:
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return make_model(model_config), variables, model_config
+    return make_model(model_config, batch_shards), variables, model_config
 
 
 def evaluate_checkpoint(config, checkpoint, *, out=None, motion_classes=None, label_names=None,
@@ -335,7 +343,8 @@ def evaluate_checkpoint(config, checkpoint, *, out=None, motion_classes=None, la
     import optax
     sharding_lib.maybe_initialize_distributed()
     mesh = sharding_lib.make_mesh()
-    model, variables, model_config = load_checkpoint_model(config.model, checkpoint)
+    model, variables, model_config = load_checkpoint_model(config.model, checkpoint,
+                                                           batch_shards=mesh.size)
     eval_batch_size = config.eval_batch_size or config.batch_size
     eval_batch_size = -(-eval_batch_size // mesh.size) * mesh.size
     eval_batches, _, class_names = data_setup.make_eval_data(

@@ -3,6 +3,7 @@ loss going down, the non-finite-loss stop, and the end-to-end loop outputs."""
 
 import functools
 import json
+import re
 
 import jax
 import numpy as np
@@ -69,7 +70,7 @@ def _fake_data(batch_size, nan_at=None, steps_per_epoch=4, num_test=20, eval_bat
 
 def _setup(devices, *, lr=0.05, steps_per_epoch=4):
     mesh = sharding.make_mesh(devices)
-    model = trainer.make_model(TINY)
+    model = trainer.make_model(TINY, batch_shards=mesh.size)  # as the trainer builds it
     lr_fn = optim.make_learning_rate_fn(learning_rate=lr, steps_per_epoch=steps_per_epoch,
                                         decay_epochs=(2,))
     tx = optim.make_optimizer(learning_rate_fn=lr_fn, momentum=0.9, nesterov=True,
@@ -120,11 +121,42 @@ def four_device_run():
 
 
 def test_same_loss_curve_on_1_and_4_devices(four_device_run):
+    """The 4-device model runs other formulations (`model.mesh_auto`: NTVC, lax.conv) than
+    the 1-device one (V-major, FFT conv on CPU); the dropout masks and the curve are the same."""
     losses4, state4, _ = four_device_run
     losses1, state1, _ = _run_losses(jax.devices()[:1], 12, lr=0.2)
     np.testing.assert_allclose(losses4, losses1, rtol=2e-4, atol=1e-5)
     np.testing.assert_allclose(np.asarray(state4.params["head"]["kernel"]),
                                np.asarray(state1.params["head"]["kernel"]), rtol=1e-3, atol=1e-5)
+
+
+def _all_gathers(model_config, batch_shards, num_devices=2):
+    """All-gathers in the compiled `num_devices` train step of `make_model(model_config,
+    batch_shards)`."""
+    mesh = sharding.make_mesh(jax.devices()[:num_devices])
+    model = trainer.make_model(model_config, batch_shards=batch_shards)
+    tx = optim.make_optimizer(learning_rate_fn=lambda step: 0.1, momentum=0.9, nesterov=True,
+                              weight_decay=1e-4)
+    batch = _batch(0)
+    state = jax.eval_shape(lambda: train_state_lib.create_train_state(  # shapes: no init run
+        jax.random.key(0), model, tx, batch["x"], mesh))
+    rep = sharding.replicated_sharding(mesh)
+    step = jax.jit(functools.partial(train_step_lib.train_step, learning_rate_fn=lambda s: 0.1),
+                   in_shardings=(jax.tree.map(lambda x: x.sharding, state),
+                                 sharding.batch_sharding(mesh), rep))
+    hlo = step.lower(state, sharding.shard_batch(batch, mesh), jax.random.key(1)).compile()
+    return len(re.findall(r"\ball-gather(?:-start)?\(", hlo.as_text()))
+
+
+def test_mesh_model_keeps_the_batch_split():
+    """On a mesh the trainer's model (`batch_shards` = mesh size) compiles to a step with no
+    all-gather: each device computes its own samples only. The 1-device model's V-major
+    graph convs and FFT convs make XLA gather the global batch (the reason for
+    `model.mesh_auto`; 4 gathers here, 47 at NTU size); 2s-AGCN's FFT convs as well."""
+    assert _all_gathers(TINY, batch_shards=2) == 0
+    assert _all_gathers(TINY, batch_shards=1) > 0
+    agcn = dict(TINY, backbone="agcn", variant=None, strategy="agcn")
+    assert _all_gathers(agcn, batch_shards=2) == 0
 
 
 def test_loss_decreases(four_device_run):
