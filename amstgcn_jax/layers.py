@@ -621,6 +621,35 @@ def dropout_bits(rate: float) -> int:
     return 16
 
 
+def ntvc_ordered_bits(key, shape: tuple[int, ...], layout: str | None):
+    """uint32 random words of `shape`, stored in `layout` (one of `TIME_AXES`; None: as is),
+    each a function of the key and its position in NTVC order only.
+
+    For threefry keys these are the words `jax.random.bits(key, ntvc_shape)` draws with
+    partitionable threefry (JAX's default; word i = threefry2x32(key, (0, i)), halves
+    xor-ed), computed in place: each element's NTVC flat index comes from iotas, so there is
+    no transpose and a sharded batch axis stays sharded. Drawing then transposing cost 4% of
+    the NTU train step on a VNTC model (round 23). Other key types draw and transpose.
+    """
+    perm = None if layout is None else _TO_NTVC[layout]
+    if perm is None:
+        return jax.random.bits(key, shape, jnp.uint32)
+    ntvc_shape = tuple(shape[i] for i in perm)
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)  # a raw uint32 key of the default impl
+    if str(jax.random.key_impl(key)) != "threefry2x32" or np.prod(shape) >= 2 ** 32:
+        return from_ntvc(jax.random.bits(key, ntvc_shape, jnp.uint32), layout)
+    from jax.extend.random import threefry2x32_p
+    strides = np.cumprod((1,) + ntvc_shape[:0:-1])[::-1]  # row-major strides of ntvc_shape
+    ntvc_axis = _FROM_NTVC[layout]  # stored axis d is NTVC axis ntvc_axis[d]
+    index = sum(lax.broadcasted_iota(jnp.uint32, shape, d) * jnp.uint32(strides[ntvc_axis[d]])
+                for d in range(len(shape)) if shape[d] > 1)
+    index = jnp.broadcast_to(jnp.asarray(index, jnp.uint32), shape)
+    k1, k2 = jax.random.key_data(key)
+    bits1, bits2 = threefry2x32_p.bind(k1, k2, jnp.zeros_like(index), index)
+    return bits1 ^ bits2
+
+
 def dropout_keep_mask(key, rate: float, shape: tuple[int, ...], layout: str | None = None):
     """Boolean keep mask, P(False) = `rate` per element, from `dropout_bits(rate)` bits each.
 
@@ -628,20 +657,14 @@ def dropout_keep_mask(key, rate: float, shape: tuple[int, ...], layout: str | No
     elements here. The words have `shape`'s leading dims (so a sharded batch axis stays
     sharded) and are spread along the last axis: element c of a row reads field c mod k of
     word c // k, k = 32 // b. With a `layout` (one of `TIME_AXES`; `shape` is then in it) the
-    words are drawn in NTVC order and transposed, so a key drops the same elements of the
+    words follow the NTVC order (`ntvc_ordered_bits`), so a key drops the same elements of the
     activations in every layout: a model's layout can follow the device count
-    (`model.AMSTGCN.batch_shards`) without changing its training run. The words are 1/32 of
-    the elements at rate 0.5, so their transpose is cheap.
+    (`model.AMSTGCN.batch_shards`) without changing its training run.
     """
     b = dropout_bits(rate)
     per_word = 32 // b
     c = shape[-1]
-    words_shape = tuple(shape[:-1]) + (-(-c // per_word),)
-    if layout is None or _TO_NTVC[layout] is None:
-        words = jax.random.bits(key, words_shape, jnp.uint32)
-    else:
-        ntvc_shape = tuple(words_shape[i] for i in _TO_NTVC[layout])
-        words = from_ntvc(jax.random.bits(key, ntvc_shape, jnp.uint32), layout)
+    words = ntvc_ordered_bits(key, tuple(shape[:-1]) + (-(-c // per_word),), layout)
     shifts = (jnp.arange(per_word, dtype=jnp.uint32) * b).reshape((1,) * len(shape) + (-1,))
     fields = (words[..., None] >> shifts) & jnp.uint32(2 ** b - 1)
     fields = fields.reshape(tuple(shape[:-1]) + (-1,))[..., :c]

@@ -21,6 +21,7 @@ from amstgcn_jax.layers import (
     dropout_bits,
     fft_length,
     from_ntvc,
+    ntvc_ordered_bits,
     to_ntvc,
 )
 
@@ -345,6 +346,20 @@ def test_dropout_determinism_and_identity_cases():
         Dropout(1.5).apply({}, x, deterministic=False, rngs=rngs(1))
     h = Dropout(0.5).apply({}, x.astype(jnp.bfloat16), deterministic=False, rngs=rngs(1))
     assert h.dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("layout", ["VNTC", "NVTC", "NTVC"])
+@pytest.mark.parametrize("key", ["threefry", "raw", "rbg"])
+def test_ntvc_ordered_bits_are_the_ntvc_words_in_place(layout, key):
+    """Each stored word is the one `jax.random.bits` draws at its NTVC position: computed in
+    place for threefry keys (typed or raw uint32), drawn and transposed for others."""
+    make = {"threefry": lambda: jax.random.key(3), "raw": lambda: jax.random.PRNGKey(3),
+            "rbg": lambda: jax.random.key(3, impl="rbg")}[key]
+    for shape_NTVC in [(3, 7, 5, 2), (1, 4, 25, 1)]:
+        ref = jax.random.bits(make(), shape_NTVC, jnp.uint32)
+        shape = from_ntvc(jnp.zeros(shape_NTVC), layout).shape
+        words = jax.jit(ntvc_ordered_bits, static_argnums=(1, 2))(make(), shape, layout)
+        np.testing.assert_array_equal(to_ntvc(words, layout), ref)
 
 
 @pytest.mark.parametrize("layout", ["VNTC", "NVTC"])
