@@ -242,6 +242,7 @@ class AGCNBlock(nn.Module):
     bn_impl: str = "auto"  # `layers.BN_IMPLS`
     block_output: str = "auto"  # `layers.BLOCK_OUTPUTS`
     layout: str = "NTVC"  # | "NVTC" (`AdaptiveGraphConv`)
+    batch_shards: int = 1  # devices splitting the batch, for the attention blocks
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -256,7 +257,8 @@ class AGCNBlock(nn.Module):
             layout=self.layout, dtype=self.dtype, name="gcn")(x, adj_KVV, train)
         y = gcn
         for j, (kind, options) in enumerate(self.attention_convs):
-            y = make_attention(kind, "convs", j, dict(options), self.dtype)(y, train)
+            y = make_attention(kind, "convs", j, dict(options), self.dtype,
+                               self.batch_shards)(y, train)
         # upstream Conv2d((9, 1), padding (4, 0), stride (s, 1)): same variables as nn.Conv,
         # formulated per backend (on CPU training as FFTs)
         y = layers.TemporalConv(
@@ -264,7 +266,8 @@ class AGCNBlock(nn.Module):
             kernel_init=_conv_fan_out_init(), name="tcn_conv")(y, train)
         y = _batch_norm("tcn_bn", train, self.dtype, bn_impl=self.bn_impl)(y)
         for j, (kind, options) in enumerate(self.attention_convt):
-            y = make_attention(kind, "convt", j, dict(options), self.dtype)(y, train)
+            y = make_attention(kind, "convt", j, dict(options), self.dtype,
+                               self.batch_shards)(y, train)
         if not self.residual:
             res = 0.0
         elif in_features == self.features and self.stride == 1:
@@ -325,9 +328,9 @@ class AGCN(nn.Module):
     # per backend): the temporal convs, the BatchNorms' training backward, stored outputs, and
     # the blocks' activation layout: "NVTC" (`AdaptiveGraphConv`; "auto" on CPU without
     # attention blocks) or "NTVC" (elsewhere; the attention blocks' layout). `batch_shards`:
-    # devices splitting the batch; above 1 "auto" temporal convs are `lax.conv`, since XLA's
-    # SPMD partitioner all-gathers the global batch around the FFT conv (44 gathers in a
-    # 2-device NTU step, none with conv; `model.mesh_auto`). NVTC splits as it is.
+    # devices splitting the batch; above 1 "auto" temporal convs are never FFTs
+    # (`layers.sharded_tcn_impl`): XLA's SPMD partitioner all-gathers the global batch around
+    # them (44 gathers in a 2-device NTU step, none with conv). NVTC splits as it is.
     tcn_impl: str = "auto"
     bn_impl: str = "auto"
     block_output: str = "auto"
@@ -357,7 +360,8 @@ class AGCN(nn.Module):
         placements = _attention_by_block(self.attention, self.layer_indexing, len(self.blocks))
         if self.batch_shards < 1:
             raise ValueError(f"AGCN: batch_shards must be >= 1, got {self.batch_shards}")
-        tcn_impl = "conv" if self.batch_shards > 1 and self.tcn_impl == "auto" else self.tcn_impl
+        tcn_impl = (layers.sharded_tcn_impl(self.tcn_impl, train) if self.batch_shards > 1
+                    else self.tcn_impl)
         layout = self.activation_layout
         if layout == "auto":
             # NVTC on CPU: NTU T=300 batch 4 eval forward 1.51 against 1.69 s (round 17), train
@@ -392,6 +396,7 @@ class AGCN(nn.Module):
                 bn_impl=self.bn_impl,
                 block_output=self.block_output,
                 layout=layout,
+                batch_shards=self.batch_shards,
                 dtype=dtype,
                 name=f"block{i}",
             )(x, adj_KVV, train)

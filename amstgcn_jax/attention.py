@@ -77,7 +77,7 @@ def _attend_reference(q_BPC, k_BSC, v_BSC):
     return out_BPC.astype(v_BSC.dtype), attn_BPS
 
 
-def _attend_chunked(q_BPC, k_BSC, v_BSC, max_elements: int):
+def _attend_chunked(q_BPC, k_BSC, v_BSC, max_elements: int, batch_shards: int = 1):
     """`_attend_reference`'s output over blocks of query rows, with a written-out backward pass.
 
     Each row's softmax still spans every key, so the result is the reference one up to
@@ -92,9 +92,18 @@ def _attend_chunked(q_BPC, k_BSC, v_BSC, max_elements: int):
     XLA:CPU ran the same (rows x keys x 32) products batched over the 8 sequences of an NTU
     block at 68-102 GFLOP/s, and as 2-D GEMMs at 122-180 (benchmarks/README.md, "Attention
     overhead").
+
+    With the batch split over `batch_shards` > 1 devices every block holds `rows` rows of all
+    sequences instead (`max_elements` per device): the loop then runs along the rows, and the
+    sharded sequence axis stays a mapped axis of each block. Blocks of some sequences made
+    XLA's SPMD partitioner all-gather the global batch in every iteration (30 gathers in a
+    2-device AM-STGCN NTU step, round 23).
     """
     b, p, _ = q_BPC.shape
     s = max(1, k_BSC.shape[1])
+    if batch_shards > 1:
+        rows = max(1, max_elements * batch_shards // (b * s))
+        return _attend_blocks(q_BPC, k_BSC, v_BSC, -(-p // -(-p // rows)), b)
     if max_elements >= p * s:  # whole sequences: `group` of them per block
         group = min(b, max_elements // (p * s))
         n_groups = -(-b // group)  # as few groups as fit, then of equal size (less padding)
@@ -290,6 +299,7 @@ class NonLocalBlock(nn.Module):
     pool_size: int = 2
     attention_impl: str | None = None  # None (auto) | "reference" | "chunked" | "xla" | "cudnn"
     chunk_elements: int | None = None  # None: CPU_CHUNK_ELEMENTS / ACCELERATOR_CHUNK_ELEMENTS
+    batch_shards: int = 1  # devices splitting the batch (`_attend_chunked`); models set it
     dtype: Any = jnp.float32
 
     def _window(self) -> tuple[int, int]:
@@ -363,13 +373,14 @@ class NonLocalBlock(nn.Module):
         fused = impl in ("xla", "cudnn")
         budget = self.chunk_elements or (CPU_CHUNK_ELEMENTS if jax.default_backend() == "cpu"
                                          else ACCELERATOR_CHUNK_ELEMENTS)
-        chunked = impl == "chunked" or (
-            impl is None and q_BPC.shape[0] * q_BPC.shape[1] * k_BSC.shape[1] > budget)
+        chunked = impl == "chunked" or (  # the budget is per device
+            impl is None
+            and q_BPC.shape[0] * q_BPC.shape[1] * k_BSC.shape[1] > budget * self.batch_shards)
         if self.is_mutable_collection("intermediates") or not (fused or chunked):
             y_BPC, attn_BPS = _attend_reference(q_BPC, k_BSC, v_BSC)
             self.sow("intermediates", "attention", self._attention_grid(attn_BPS, n, tq, vq))
         elif chunked:
-            y_BPC = _attend_chunked(q_BPC, k_BSC, v_BSC, budget)
+            y_BPC = _attend_chunked(q_BPC, k_BSC, v_BSC, budget, self.batch_shards)
         else:
             try:
                 y_BPC = _attend_fused(q_BPC, k_BSC, v_BSC, impl)
@@ -378,7 +389,7 @@ class NonLocalBlock(nn.Module):
                 # here, also under grad): an automatic choice falls back to the blocked path.
                 if not fallback:
                     raise
-                y_BPC = _attend_chunked(q_BPC, k_BSC, v_BSC, budget)
+                y_BPC = _attend_chunked(q_BPC, k_BSC, v_BSC, budget, self.batch_shards)
         y_NTVC = self._unflatten(y_BPC, n, tq, vq)
         if (tq, vq) != (t, v):  # queries were pooled: nearest-upsample back to every position
             wt, wv = self._window()

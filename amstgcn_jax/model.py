@@ -44,7 +44,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from amstgcn_jax import graph, graph_sparse
-from amstgcn_jax.layers import LAYOUTS, STGCNBlock, batch_norm, conv_init, from_ntvc, to_ntvc
+from amstgcn_jax.layers import (
+    LAYOUTS,
+    STGCNBlock,
+    batch_norm,
+    conv_init,
+    from_ntvc,
+    sharded_tcn_impl,
+    to_ntvc,
+)
 
 # (out channels, temporal stride, residual) of upstream st_gcn_networks 0…9.
 STGCN_BLOCKS = ((64, 1, False), (64, 1, True), (64, 1, True), (64, 1, True), (128, 2, True),
@@ -151,9 +159,10 @@ class AMSTGCN(nn.Module):
 
     `batch_shards` is how many devices split the batch (the trainer passes its mesh size).
     Above 1, "auto" takes the formulations XLA's SPMD partitioner splits along the batch:
-    NTVC activations (kron/factored graph convs) and `lax.conv` temporal convs. On the V-major
-    graph convs and the FFT conv it all-gathers the global batch and computes them whole on
-    every device (`mesh_auto`; benchmarks/README.md, "Round 22").
+    NTVC activations (kron/factored graph convs) and matmul (CPU training) or `lax.conv`
+    temporal convs. On the V-major graph convs and the FFT conv it all-gathers the global
+    batch and computes them whole on every device (`mesh_auto`; benchmarks/README.md,
+    "Round 22").
     """
 
     num_classes: int = 60
@@ -224,7 +233,7 @@ class AMSTGCN(nn.Module):
             row_elements.append(n * m * t_in * min(c_in, features))  # the aggregated width
             t_in, c_in = (t_in - 1) // stride + 1, features
         activation_layout, tcn_impl = mesh_auto(self.activation_layout, self.tcn_impl,
-                                                self.batch_shards)
+                                                self.batch_shards, train)
         gcn_impls = gcn_impls_for(self.gcn_impl, self.blocks, v, activation_layout,
                                   row_elements)
         layouts = block_layouts_for(activation_layout, gcn_impls)
@@ -249,7 +258,8 @@ class AMSTGCN(nn.Module):
                 gcn_support=support if gcn_impls[i] == "sparse" else None,
                 bn_impl=self.bn_impl, block_output=self.block_output,
                 attention_convs=tuple(att_s),
-                attention_convt=tuple(att_t), dtype=dtype, layout=layouts[i],
+                attention_convt=tuple(att_t), batch_shards=self.batch_shards,
+                dtype=dtype, layout=layouts[i],
                 name=f"block{i}")(x, adj, train)
             out[f"block{i}"] = to_ntvc(x, layouts[i])
 
@@ -288,22 +298,25 @@ KRON_MAX_WIDTH = 4608
 SPARSE_MIN_ROW_ELEMENTS = 2 ** 15
 
 
-def mesh_auto(activation_layout: str, tcn_impl: str, batch_shards: int) -> tuple[str, str]:
+def mesh_auto(activation_layout: str, tcn_impl: str, batch_shards: int,
+              train: bool = True) -> tuple[str, str]:
     """`(activation_layout, tcn_impl)` with "auto" resolved for a batch split over
-    `batch_shards` devices: unchanged on one, else NTVC and "conv".
+    `batch_shards` devices: unchanged on one, else NTVC and `layers.sharded_tcn_impl`'s
+    temporal conv (never the FFT form).
 
     Why: in a compiled 2-device NTU train step XLA's SPMD partitioner inserted 47 all-gathers
     with the CPU defaults (V-major graph convs, whose GEMM rows merge V above the sharded
     batch axis, and the FFT conv, whose FFTs it replicates), 9 with the GPU ones (the sparse
-    256-channel blocks), and none with these two (benchmarks/README.md, "Round 22"). Each
-    gather makes every device compute that op for the whole global batch.
+    256-channel blocks), and none with NTVC activations and a lax.conv or matmul temporal
+    conv (benchmarks/README.md, "Round 22", "Round 23"). Each gather makes every device
+    compute that op for the whole global batch.
     """
     if batch_shards < 1:
         raise ValueError(f"batch_shards must be >= 1, got {batch_shards}")
     if batch_shards == 1:
         return activation_layout, tcn_impl
     return ("NTVC" if activation_layout == "auto" else activation_layout,
-            "conv" if tcn_impl == "auto" else tcn_impl)
+            sharded_tcn_impl(tcn_impl, train))
 
 
 def gcn_impls_for(gcn_impl, blocks, num_nodes: int, activation_layout: str = "auto",

@@ -196,18 +196,21 @@ def test_chunked_path_matches_reference_values_and_gradients(mode):
             np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("batch, rows_budget", [
-    (2, 1), (2, 9 * 8), (2, 10**9), (3, 2 * 30 * 9), (5, 30 * 9)])
-def test_blocked_attention_backward_matches_autodiff_of_the_reference(batch, rows_budget):
+@pytest.mark.parametrize("batch, rows_budget, shards", [
+    (2, 1, 1), (2, 9 * 8, 1), (2, 10**9, 1), (3, 2 * 30 * 9, 1), (5, 30 * 9, 1),
+    (4, 9 * 7, 2), (3, 9 * 30, 3)])
+def test_blocked_attention_backward_matches_autodiff_of_the_reference(batch, rows_budget,
+                                                                     shards):
     """`_attend_chunked`'s written-out VJP (log-sum-exp kept, rowsum(dY·Y) correction) against
     autodiff of the full softmax, with blocks of 1 row of one sequence, 8 rows with a ragged
     last block, all sequences in one block, 2 whole sequences per block with a padded group,
-    and one whole sequence per block."""
+    one whole sequence per block, and (batch split over `shards` devices) 3 rows of every
+    sequence per block (ragged) and all rows of every sequence."""
     rs = np.random.default_rng(3)
     q, k, v = (jnp.asarray(rs.standard_normal(shape), jnp.float32)
                for shape in ((batch, 30, 8), (batch, 9, 8), (batch, 9, 8)))
     cot = jnp.asarray(rs.standard_normal((batch, 30, 8)), jnp.float32)
-    out, vjp = jax.vjp(lambda *a: attention._attend_chunked(*a, rows_budget), q, k, v)
+    out, vjp = jax.vjp(lambda *a: attention._attend_chunked(*a, rows_budget, shards), q, k, v)
     ref, ref_vjp = jax.vjp(lambda *a: attention._attend_reference(*a)[0], q, k, v)
     np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=1e-5, atol=1e-6)
     for g, r in zip(vjp(cot), ref_vjp(cot)):

@@ -327,18 +327,20 @@ def test_activation_layout_choice_and_same_outputs(monkeypatch):
 
 
 def test_batch_shards_resolves_auto_and_keeps_dropout_masks(monkeypatch):
-    """`batch_shards` > 1 turns "auto" into NTVC activations and lax.conv temporal convs
-    (explicit choices stay) and changes nothing else: in training mode with dropout, the
-    1-device model (V-major, FFT conv on CPU) and the 2-shard one give the same logits,
-    features and gradients, because the masks are drawn in NTVC order."""
+    """`batch_shards` > 1 turns "auto" into NTVC activations and matmul (CPU training) or
+    lax.conv temporal convs (explicit choices stay) and changes nothing else: in training
+    mode with dropout, the 1-device model (V-major, FFT conv on CPU) and the 2-shard one give
+    the same logits, features and gradients, because the masks are drawn in NTVC order."""
     from amstgcn_jax import model as model_lib
 
     assert model_lib.mesh_auto("auto", "auto", 1) == ("auto", "auto")
-    assert model_lib.mesh_auto("auto", "auto", 2) == ("NTVC", "conv")
+    assert model_lib.mesh_auto("auto", "auto", 2) == ("NTVC", "matmul")  # CPU training
+    assert model_lib.mesh_auto("auto", "auto", 2, train=False) == ("NTVC", "conv")
     assert model_lib.mesh_auto("VNTC", "fft", 8) == ("VNTC", "fft")
     with pytest.raises(ValueError, match="batch_shards must be >= 1"):
         model_lib.mesh_auto("auto", "auto", 0)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert model_lib.mesh_auto("auto", "auto", 2) == ("NTVC", "conv")
     # on GPU the sparse 256-channel blocks become factored ones on a mesh
     wide = ((64, 1, True), (256, 1, True))
     assert model_lib.gcn_impls_for("auto", wide, 25, "auto") == ("kron", "sparse")

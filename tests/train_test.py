@@ -121,7 +121,7 @@ def four_device_run():
 
 
 def test_same_loss_curve_on_1_and_4_devices(four_device_run):
-    """The 4-device model runs other formulations (`model.mesh_auto`: NTVC, lax.conv) than
+    """The 4-device model runs other formulations (`model.mesh_auto`: NTVC, matmul) than
     the 1-device one (V-major, FFT conv on CPU); the dropout masks and the curve are the same."""
     losses4, state4, _ = four_device_run
     losses1, state1, _ = _run_losses(jax.devices()[:1], 12, lr=0.2)
@@ -131,8 +131,8 @@ def test_same_loss_curve_on_1_and_4_devices(four_device_run):
 
 
 def _all_gathers(model_config, batch_shards, num_devices=2):
-    """All-gathers in the compiled `num_devices` train step of `make_model(model_config,
-    batch_shards)`."""
+    """All-gathers in the compiled `num_devices` train step and eval forward of
+    `make_model(model_config, batch_shards)`."""
     mesh = sharding.make_mesh(jax.devices()[:num_devices])
     model = trainer.make_model(model_config, batch_shards=batch_shards)
     tx = optim.make_optimizer(learning_rate_fn=lambda step: 0.1, momentum=0.9, nesterov=True,
@@ -144,19 +144,29 @@ def _all_gathers(model_config, batch_shards, num_devices=2):
     step = jax.jit(functools.partial(train_step_lib.train_step, learning_rate_fn=lambda s: 0.1),
                    in_shardings=(jax.tree.map(lambda x: x.sharding, state),
                                  sharding.batch_sharding(mesh), rep))
-    hlo = step.lower(state, sharding.shard_batch(batch, mesh), jax.random.key(1)).compile()
-    return len(re.findall(r"\ball-gather(?:-start)?\(", hlo.as_text()))
+    batch = sharding.shard_batch(batch, mesh)
+    train = step.lower(state, batch, jax.random.key(1)).compile().as_text()
+    infer = jax.jit(functools.partial(model.apply, train=False)).lower(
+        {"params": state.params, "batch_stats": state.batch_stats}, batch["x"]).compile()
+    return [len(re.findall(r"\ball-gather(?:-start)?\(", hlo))
+            for hlo in (train, infer.as_text())]
 
 
 def test_mesh_model_keeps_the_batch_split():
-    """On a mesh the trainer's model (`batch_shards` = mesh size) compiles to a step with no
-    all-gather: each device computes its own samples only. The 1-device model's V-major
-    graph convs and FFT convs make XLA gather the global batch (the reason for
-    `model.mesh_auto`; 4 gathers here, 47 at NTU size); 2s-AGCN's FFT convs as well."""
-    assert _all_gathers(TINY, batch_shards=2) == 0
-    assert _all_gathers(TINY, batch_shards=1) > 0
+    """On a mesh the trainer's model (`batch_shards` = mesh size) compiles to a train step
+    and an eval forward with no all-gather: each device computes its own samples only. The
+    1-device model's V-major graph convs, FFT convs and attention blocks of some sequences
+    make XLA gather the global batch (the reason for `model.mesh_auto` and the blocked
+    attention's `batch_shards`; 77 gathers in an AM-STGCN NTU step); 2s-AGCN's FFT convs
+    as well."""
+    # a non-local block after ConvT of layer 1, on the blocked path (a budget of 64 weights:
+    # one query row of every sequence per block on the mesh, of one sequence otherwise)
+    attended = dict(TINY, variant=None,
+                    attention=(("nonlocal", "convt", 1, 1, {"chunk_elements": 64}),))
+    assert _all_gathers(attended, batch_shards=2) == [0, 0]
+    assert _all_gathers(attended, batch_shards=1)[0] > 0
     agcn = dict(TINY, backbone="agcn", variant=None, strategy="agcn")
-    assert _all_gathers(agcn, batch_shards=2) == 0
+    assert _all_gathers(agcn, batch_shards=2) == [0, 0]
 
 
 def test_loss_decreases(four_device_run):
