@@ -639,21 +639,22 @@ def ntvc_ordered_bits(key, shape: tuple[int, ...], layout: str | None):
 
     For threefry keys these are the words `jax.random.bits(key, ntvc_shape)` draws with
     partitionable threefry (JAX's default; word i = threefry2x32(key, (0, i)), halves
-    xor-ed), computed in place: each element's NTVC flat index comes from iotas, so there is
-    no transpose and a sharded batch axis stays sharded. Drawing then transposing cost 4% of
-    the NTU train step on a VNTC model (round 23). Other key types draw and transpose.
+    xor-ed), computed in place in every layout, NTVC included, so the layouts agree whatever
+    `jax_threefry_partitionable` says: each element's NTVC flat index comes from iotas, so
+    there is no transpose and a sharded batch axis stays sharded. Drawing then transposing
+    cost 4% of the NTU train step on a VNTC model (round 23). Other key types draw in NTVC
+    order and transpose.
     """
-    perm = None if layout is None else _TO_NTVC[layout]
-    if perm is None:
+    if layout is None:
         return jax.random.bits(key, shape, jnp.uint32)
-    ntvc_shape = tuple(shape[i] for i in perm)
+    ntvc_axis = _FROM_NTVC[layout] or tuple(range(len(shape)))  # stored axis d: NTVC axis
+    ntvc_shape = tuple(shape[i] for i in (_TO_NTVC[layout] or range(len(shape))))
     if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.wrap_key_data(key)  # a raw uint32 key of the default impl
     if str(jax.random.key_impl(key)) != "threefry2x32" or np.prod(shape) >= 2 ** 32:
         return from_ntvc(jax.random.bits(key, ntvc_shape, jnp.uint32), layout)
     from jax.extend.random import threefry2x32_p
     strides = np.cumprod((1,) + ntvc_shape[:0:-1])[::-1]  # row-major strides of ntvc_shape
-    ntvc_axis = _FROM_NTVC[layout]  # stored axis d is NTVC axis ntvc_axis[d]
     index = sum(lax.broadcasted_iota(jnp.uint32, shape, d) * jnp.uint32(strides[ntvc_axis[d]])
                 for d in range(len(shape)) if shape[d] > 1)
     index = jnp.broadcast_to(jnp.asarray(index, jnp.uint32), shape)

@@ -159,10 +159,11 @@ class AMSTGCN(nn.Module):
 
     `batch_shards` is how many devices split the batch (the trainer passes its mesh size).
     Above 1, "auto" takes the formulations XLA's SPMD partitioner splits along the batch:
-    NTVC activations (kron/factored graph convs) and matmul (CPU training) or `lax.conv`
-    temporal convs. On the V-major graph convs and the FFT conv it all-gathers the global
-    batch and computes them whole on every device (`mesh_auto`; benchmarks/README.md,
-    "Round 22").
+    NTVC activations (kron/factored graph convs), matmul (CPU training) or `lax.conv`
+    temporal convs, and attention blocks over all sequences. Around the V-major graph convs,
+    the FFT conv and attention blocks of some sequences it all-gathers the global batch and
+    computes them whole on every device (`mesh_auto`; benchmarks/README.md, "Round 22",
+    "Round 23").
     """
 
     num_classes: int = 60
