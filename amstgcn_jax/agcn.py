@@ -358,10 +358,7 @@ class AGCN(nn.Module):
                 f"{self.layout!r} (V={adj_KVV.shape[-1]}) and in_channels={self.in_channels}"
             )
         placements = _attention_by_block(self.attention, self.layer_indexing, len(self.blocks))
-        if self.batch_shards < 1:
-            raise ValueError(f"AGCN: batch_shards must be >= 1, got {self.batch_shards}")
-        tcn_impl = (layers.sharded_tcn_impl(self.tcn_impl, train) if self.batch_shards > 1
-                    else self.tcn_impl)
+        tcn_impl = layers.sharded_tcn_impl(self.tcn_impl, self.batch_shards, train)
         layout = self.activation_layout
         if layout == "auto":
             # NVTC on CPU: NTU T=300 batch 4 eval forward 1.51 against 1.69 s (round 17), train

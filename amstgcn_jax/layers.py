@@ -428,14 +428,16 @@ def _graph_conv_vntc(x_VNTC, adj_KVV, kernel, bias, bias_WD, aggregate_first: bo
     return y.reshape(v, n, t, c_out)
 
 
-def sharded_tcn_impl(tcn_impl: str, train: bool) -> str:
-    """`TemporalConv.impl` for activations whose batch axis is split over devices: "auto"
-    becomes the 9-tap matmul for CPU training (XLA:CPU's conv weight gradient is slow) and
-    `lax.conv` elsewhere, never the FFT form, whose FFTs XLA's SPMD partitioner replicates by
-    all-gathering the global batch (round 22: most of the 47 gathers of a 2-device NTU step).
-    NTU T=300 train step on two host devices (one-off, round 23): FFT 7.28 s, matmul 6.43 s,
-    lax.conv 18.5 s. Explicit impls stay."""
-    if tcn_impl != "auto":
+def sharded_tcn_impl(tcn_impl: str, batch_shards: int, train: bool) -> str:
+    """`TemporalConv.impl` for activations whose batch axis is split over `batch_shards`
+    devices: unchanged on one; above, "auto" becomes the 9-tap matmul for CPU training
+    (XLA:CPU's conv weight gradient is slow) and `lax.conv` elsewhere, never the FFT form,
+    whose FFTs XLA's SPMD partitioner replicates by all-gathering the global batch (round 22:
+    most of the 47 gathers of a 2-device NTU step). NTU T=300 train step on two host devices
+    (one-off, round 23): FFT 7.28 s, matmul 6.43 s, lax.conv 18.5 s. Explicit impls stay."""
+    if batch_shards < 1:
+        raise ValueError(f"batch_shards must be >= 1, got {batch_shards}")
+    if batch_shards == 1 or tcn_impl != "auto":
         return tcn_impl
     return "matmul" if train and jax.default_backend() == "cpu" else "conv"
 

@@ -312,12 +312,10 @@ def mesh_auto(activation_layout: str, tcn_impl: str, batch_shards: int,
     conv (benchmarks/README.md, "Round 22", "Round 23"). Each gather makes every device
     compute that op for the whole global batch.
     """
-    if batch_shards < 1:
-        raise ValueError(f"batch_shards must be >= 1, got {batch_shards}")
-    if batch_shards == 1:
-        return activation_layout, tcn_impl
-    return ("NTVC" if activation_layout == "auto" else activation_layout,
-            sharded_tcn_impl(tcn_impl, train))
+    tcn_impl = sharded_tcn_impl(tcn_impl, batch_shards, train)  # checks batch_shards
+    if batch_shards > 1 and activation_layout == "auto":
+        activation_layout = "NTVC"
+    return activation_layout, tcn_impl
 
 
 def gcn_impls_for(gcn_impl, blocks, num_nodes: int, activation_layout: str = "auto",
